@@ -1,0 +1,553 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Tier names an Anthropic usage tier whose published limits apply.
+// +kubebuilder:validation:Enum=tier-1;tier-2;tier-3;tier-4
+type Tier string
+
+// The usage tiers published by Anthropic, smallest first.
+const (
+	Tier1 Tier = "tier-1"
+	Tier2 Tier = "tier-2"
+	Tier3 Tier = "tier-3"
+	Tier4 Tier = "tier-4"
+)
+
+// LimitReason names the term that bounds the desired replica count.
+// +kubebuilder:validation:Enum=Queue;Requests;InputTokens;OutputTokens;PoolShare;MaxReplicas;MinReplicas;Paused;Held
+type LimitReason string
+
+// The terms that can bound desired replicas. Queue means demand itself decided;
+// the others mean a limit stopped the controller from following demand.
+const (
+	LimitedByQueue        LimitReason = "Queue"
+	LimitedByRequests     LimitReason = "Requests"
+	LimitedByInputTokens  LimitReason = "InputTokens"
+	LimitedByOutputTokens LimitReason = "OutputTokens"
+	LimitedByPoolShare    LimitReason = "PoolShare"
+	LimitedByMaxReplicas  LimitReason = "MaxReplicas"
+	LimitedByMinReplicas  LimitReason = "MinReplicas"
+	LimitedByPaused       LimitReason = "Paused"
+	LimitedByHeld         LimitReason = "Held"
+)
+
+// ScalingPolicyType says how a scaling policy's value is read.
+// +kubebuilder:validation:Enum=Pods;Percent
+type ScalingPolicyType string
+
+// The kinds of step a scaling policy allows, as in the HorizontalPodAutoscaler.
+const (
+	PodsScalingPolicy    ScalingPolicyType = "Pods"
+	PercentScalingPolicy ScalingPolicyType = "Percent"
+)
+
+// SelectPolicy chooses among several scaling policies.
+// +kubebuilder:validation:Enum=Max;Min;Disabled
+type SelectPolicy string
+
+// How several policies combine, as in the HorizontalPodAutoscaler.
+const (
+	SelectMax      SelectPolicy = "Max"
+	SelectMin      SelectPolicy = "Min"
+	SelectDisabled SelectPolicy = "Disabled"
+)
+
+// Condition types a ClaudeCapacity reports.
+const (
+	// ConditionReady summarizes the others: the target exists, the plan fits and signals are live.
+	ConditionReady = "Ready"
+	// ConditionTargetFound is False when the scale target or its /scale subresource is missing.
+	ConditionTargetFound = "TargetFound"
+	// ConditionPlanFits is False when the declared traffic does not fit the declared limits.
+	ConditionPlanFits = "PlanFits"
+	// ConditionScalingActive is True when the controller is allowed to change replicas.
+	ConditionScalingActive = "ScalingActive"
+	// ConditionScalingLimited is True when a limit, not demand, decides the replicas.
+	ConditionScalingLimited = "ScalingLimited"
+	// ConditionSignalsAvailable is False when queue or limiter signals cannot be read.
+	ConditionSignalsAvailable = "SignalsAvailable"
+	// ConditionRateLimited is True when upstream 429s were seen in the last window.
+	ConditionRateLimited = "RateLimited"
+)
+
+// Annotations that pause the controller, spelled as KEDA users expect.
+const (
+	// AnnotationPaused set to "true" stops all scaling of the target.
+	AnnotationPaused = "capacity.claudecap.io/paused"
+	// AnnotationPausedReplicas scales the target to this count once and then stops scaling.
+	AnnotationPausedReplicas = "capacity.claudecap.io/paused-replicas"
+)
+
+// ScaleTargetRef points at the workload whose replicas are managed.
+type ScaleTargetRef struct {
+	// apiVersion of the target, for example apps/v1.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	APIVersion string `json:"apiVersion"`
+
+	// kind of the target, for example Deployment or StatefulSet. Any kind with a /scale
+	// subresource works.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	Kind string `json:"kind"`
+
+	// name of the target in the ClaudeCapacity's namespace.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+}
+
+// Limits are the organization's limits for the model class, shared by every workload in the pool.
+// +kubebuilder:validation:XValidation:rule="has(self.tier) || (has(self.requestsPerMinute) && has(self.inputTokensPerMinute) && has(self.outputTokensPerMinute))",message="limits need a tier, or all three of requestsPerMinute, inputTokensPerMinute and outputTokensPerMinute"
+type Limits struct {
+	// tier is the usage tier whose published limits apply; explicit values below override it
+	// per dimension.
+	// +optional
+	Tier Tier `json:"tier,omitempty"`
+
+	// requestsPerMinute is the organization's request limit for the model class.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	RequestsPerMinute *int64 `json:"requestsPerMinute,omitempty"`
+
+	// inputTokensPerMinute is the input-token limit, counted as Anthropic counts it
+	// (cache reads excluded for current models).
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	InputTokensPerMinute *int64 `json:"inputTokensPerMinute,omitempty"`
+
+	// outputTokensPerMinute is the output-token limit.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	OutputTokensPerMinute *int64 `json:"outputTokensPerMinute,omitempty"`
+}
+
+// Traffic is the declared expectation: it drives the plan, and the scaling decision until
+// live signals replace it.
+type Traffic struct {
+	// requestsPerMinute expected on average.
+	// +required
+	// +kubebuilder:validation:Minimum=1
+	RequestsPerMinute int64 `json:"requestsPerMinute"`
+
+	// avgInputTokens per request, cached tokens included.
+	// +required
+	// +kubebuilder:validation:Minimum=1
+	AvgInputTokens int64 `json:"avgInputTokens"`
+
+	// avgOutputTokens per request.
+	// +required
+	// +kubebuilder:validation:Minimum=1
+	AvgOutputTokens int64 `json:"avgOutputTokens"`
+
+	// cacheHitRatio is the share of input tokens read from the prompt cache, 0 to 1. Default 0.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1
+	CacheHitRatio *float64 `json:"cacheHitRatio,omitempty"`
+
+	// batchShare is the share of requests sent through Message Batches, 0 to 1. Default 0.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1
+	BatchShare *float64 `json:"batchShare,omitempty"`
+}
+
+// Worker describes one replica of the target.
+type Worker struct {
+	// requestsPerMinutePerReplica is what one replica processes when busy. Replaced by the
+	// observed value once the limiter has enough samples.
+	// +required
+	// +kubebuilder:validation:Minimum=1
+	RequestsPerMinutePerReplica int64 `json:"requestsPerMinutePerReplica"`
+}
+
+// SecretKeyRef names one key of a Secret in the ClaudeCapacity's namespace.
+type SecretKeyRef struct {
+	// name of the Secret.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	Name string `json:"name"`
+
+	// key within the Secret.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	Key string `json:"key"`
+}
+
+// RedisConnection says how to reach a Redis server.
+type RedisConnection struct {
+	// address is host:port of the Redis server.
+	// +required
+	// +kubebuilder:validation:MinLength=3
+	// +kubebuilder:validation:MaxLength=512
+	Address string `json:"address"`
+
+	// passwordSecretRef names the Secret key that holds the Redis password.
+	// +optional
+	PasswordSecretRef *SecretKeyRef `json:"passwordSecretRef,omitempty"`
+
+	// tls turns on TLS to Redis. Default false.
+	// +optional
+	TLS bool `json:"tls,omitempty"`
+
+	// database is the Redis database index. Default 0.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=255
+	Database int32 `json:"database,omitempty"`
+}
+
+// Queue says where the backlog lives: a Redis list or a Redis stream with a consumer group.
+// +kubebuilder:validation:XValidation:rule="has(self.list) != has(self.stream)",message="set exactly one of queue.list or queue.stream"
+// +kubebuilder:validation:XValidation:rule="!has(self.consumerGroup) || has(self.stream)",message="queue.consumerGroup applies only to queue.stream"
+// +kubebuilder:validation:XValidation:rule="!has(self.stream) || has(self.consumerGroup)",message="queue.stream needs queue.consumerGroup"
+// +kubebuilder:validation:XValidation:rule="!has(self.processingList) || has(self.list)",message="queue.processingList applies only to queue.list"
+type Queue struct {
+	// redis is the server that holds the queue.
+	// +required
+	Redis RedisConnection `json:"redis"`
+
+	// list is the Redis list of pending jobs; backlog = LLEN.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	List string `json:"list,omitempty"`
+
+	// processingList is the list that workers move jobs into while they work on them
+	// (LMOVE/BLMOVE reliable queue); in-flight = its LLEN.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	ProcessingList string `json:"processingList,omitempty"`
+
+	// stream is the Redis stream of jobs; backlog = the consumer group's lag.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	Stream string `json:"stream,omitempty"`
+
+	// consumerGroup reads the stream; in-flight = its pending entries.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	ConsumerGroup string `json:"consumerGroup,omitempty"`
+
+	// targetDrainSeconds is how quickly a backlog should be worked off. Default 120.
+	// +optional
+	// +kubebuilder:default=120
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=86400
+	TargetDrainSeconds int32 `json:"targetDrainSeconds,omitempty"`
+}
+
+// Limiter says where the pods' shared rate limiter keeps the pool's state.
+type Limiter struct {
+	// redis is the limiter's server. Defaults to the queue's.
+	// +optional
+	Redis *RedisConnection `json:"redis,omitempty"`
+}
+
+// Replicas bounds the target's replica count.
+// +kubebuilder:validation:XValidation:rule="self.min <= self.max",message="replicas.min must not exceed replicas.max"
+type Replicas struct {
+	// min replicas. 0 allows scaling to zero when the queue is idle. Default 0.
+	// +optional
+	// +kubebuilder:default=0
+	// +kubebuilder:validation:Minimum=0
+	Min int32 `json:"min"`
+
+	// max replicas, a hard ceiling whatever the budget allows.
+	// +required
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=10000
+	Max int32 `json:"max"`
+}
+
+// ScalingPolicy allows a step of value pods or percent within periodSeconds.
+type ScalingPolicy struct {
+	// type is Pods or Percent.
+	// +required
+	Type ScalingPolicyType `json:"type"`
+
+	// value is the number of pods or the percent of current replicas.
+	// +required
+	// +kubebuilder:validation:Minimum=1
+	Value int32 `json:"value"`
+
+	// periodSeconds is the window the step is measured over.
+	// +required
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1800
+	PeriodSeconds int32 `json:"periodSeconds"`
+}
+
+// ScalingRules shape changes in one direction, with HorizontalPodAutoscaler semantics.
+type ScalingRules struct {
+	// stabilizationSeconds: the controller uses the most conservative recommendation of this
+	// window. Defaults: 0 up, 300 down.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=3600
+	StabilizationSeconds *int32 `json:"stabilizationSeconds,omitempty"`
+
+	// selectPolicy picks the policy allowing the biggest (Max) or smallest (Min) change, or
+	// disables this direction. Default Max.
+	// +optional
+	SelectPolicy *SelectPolicy `json:"selectPolicy,omitempty"`
+
+	// policies bound each step. Defaults: up +100% or +4 pods per 60 s (bounded because
+	// Anthropic applies acceleration limits), down 100% per 15 s.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=10
+	Policies []ScalingPolicy `json:"policies,omitempty"`
+}
+
+// Behavior configures scale-up and scale-down separately.
+type Behavior struct {
+	// scaleUp rules.
+	// +optional
+	ScaleUp *ScalingRules `json:"scaleUp,omitempty"`
+
+	// scaleDown rules.
+	// +optional
+	ScaleDown *ScalingRules `json:"scaleDown,omitempty"`
+}
+
+// ClaudeCapacitySpec declares a worker fleet's traffic, the organization's limits and where
+// its backlog lives.
+type ClaudeCapacitySpec struct {
+	// scaleTargetRef is the workload whose replicas are managed through /scale.
+	// +required
+	ScaleTargetRef ScaleTargetRef `json:"scaleTargetRef"`
+
+	// model is the Claude model id or alias the workers call, for example claude-sonnet-4-5.
+	// It maps to a model class; limits are pooled per class.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	Model string `json:"model"`
+
+	// organization names the Anthropic organization (or API key) whose limits are shared.
+	// Every ClaudeCapacity with the same organization and model class shares one budget.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Organization string `json:"organization"`
+
+	// limits are the organization's limits for the model class.
+	// +required
+	Limits Limits `json:"limits"`
+
+	// headroomPercent is the share of each limit the pool may plan to use, 1 to 100. Default 90.
+	// +optional
+	// +kubebuilder:default=90
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	HeadroomPercent int32 `json:"headroomPercent,omitempty"`
+
+	// traffic is the declared expectation.
+	// +required
+	Traffic Traffic `json:"traffic"`
+
+	// worker describes one replica.
+	// +required
+	Worker Worker `json:"worker"`
+
+	// queue says where the backlog lives. Without it, demand follows declared traffic.
+	// +optional
+	Queue *Queue `json:"queue,omitempty"`
+
+	// limiter says where the shared limiter keeps pool state.
+	// +optional
+	Limiter *Limiter `json:"limiter,omitempty"`
+
+	// replicas bounds the replica count.
+	// +required
+	Replicas Replicas `json:"replicas"`
+
+	// behavior shapes scaling steps.
+	// +optional
+	Behavior *Behavior `json:"behavior,omitempty"`
+
+	// weight is this workload's share of a contended pool, 1 to 1000. Default 1.
+	// +optional
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	Weight int32 `json:"weight,omitempty"`
+
+	// pollIntervalSeconds is how often live signals are read. Default 2.
+	// +optional
+	// +kubebuilder:default=2
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=300
+	PollIntervalSeconds int32 `json:"pollIntervalSeconds,omitempty"`
+}
+
+// QueueStatus is the last observed backlog.
+type QueueStatus struct {
+	// depth is the number of jobs waiting.
+	// +optional
+	Depth int64 `json:"depth"`
+
+	// inFlight is the number of jobs being worked on.
+	// +optional
+	InFlight int64 `json:"inFlight"`
+}
+
+// RateStatus is a rate per minute in each of the three dimensions.
+type RateStatus struct {
+	// requestsPerMinute.
+	// +optional
+	RequestsPerMinute int64 `json:"requestsPerMinute"`
+
+	// inputTokensPerMinute, counted as Anthropic counts them.
+	// +optional
+	InputTokensPerMinute int64 `json:"inputTokensPerMinute"`
+
+	// outputTokensPerMinute.
+	// +optional
+	OutputTokensPerMinute int64 `json:"outputTokensPerMinute"`
+}
+
+// ObservedStatus is live usage measured by the limiters.
+type ObservedStatus struct {
+	RateStatus `json:",inline"`
+
+	// perReplicaRequestsPerMinute is the measured throughput of one busy replica.
+	// +optional
+	PerReplicaRequestsPerMinute int64 `json:"perReplicaRequestsPerMinute,omitempty"`
+
+	// rateLimitedRequests is the number of upstream 429s in the last window.
+	// +optional
+	RateLimitedRequests int64 `json:"rateLimitedRequests,omitempty"`
+}
+
+// PlanStatus is what the declared traffic needs, from the capacity planner.
+type PlanStatus struct {
+	RateStatus `json:",inline"`
+
+	// costPerRequestUSD is the average cost of one request, in US dollars.
+	// +optional
+	CostPerRequestUSD string `json:"costPerRequestUSD,omitempty"`
+
+	// monthlyCostUSD is the cost of 30 days at the declared rate, in US dollars.
+	// +optional
+	MonthlyCostUSD string `json:"monthlyCostUSD,omitempty"`
+
+	// smallestTier is the smallest usage tier that carries the traffic at the headroom, or
+	// "custom" when none does.
+	// +optional
+	SmallestTier string `json:"smallestTier,omitempty"`
+
+	// bindingDimension is the dimension closest to its limit: Requests, InputTokens or OutputTokens.
+	// +optional
+	BindingDimension string `json:"bindingDimension,omitempty"`
+
+	// replicas is the replica count the declared traffic needs at the declared throughput.
+	// +optional
+	Replicas int32 `json:"replicas,omitempty"`
+}
+
+// ClaudeCapacityStatus is what the controller observed and decided.
+type ClaudeCapacityStatus struct {
+	// observedGeneration is the spec generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// replicas is the target's current replica count, from /scale.
+	// +optional
+	Replicas int32 `json:"replicas"`
+
+	// desiredReplicas is what the controller wants the target to run.
+	// +optional
+	DesiredReplicas int32 `json:"desiredReplicas"`
+
+	// demandReplicas is what the queue alone asks for.
+	// +optional
+	DemandReplicas int32 `json:"demandReplicas"`
+
+	// capReplicas is the most the pool budget allows this workload.
+	// +optional
+	CapReplicas *int32 `json:"capReplicas,omitempty"`
+
+	// limitedBy names the term that decided desiredReplicas.
+	// +optional
+	LimitedBy LimitReason `json:"limitedBy,omitempty"`
+
+	// queue is the last observed backlog.
+	// +optional
+	Queue *QueueStatus `json:"queue,omitempty"`
+
+	// limits are the effective organization limits of the pool.
+	// +optional
+	Limits *RateStatus `json:"limits,omitempty"`
+
+	// observed is live usage from the limiters.
+	// +optional
+	Observed *ObservedStatus `json:"observed,omitempty"`
+
+	// allocation is this workload's share of the pool budget, per minute.
+	// +optional
+	Allocation *RateStatus `json:"allocation,omitempty"`
+
+	// plan is what the declared traffic needs.
+	// +optional
+	Plan *PlanStatus `json:"plan,omitempty"`
+
+	// lastScaleTime is when the controller last changed the target's replicas.
+	// +optional
+	LastScaleTime *metav1.Time `json:"lastScaleTime,omitempty"`
+
+	// conditions: Ready, TargetFound, PlanFits, ScalingActive, ScalingLimited, SignalsAvailable,
+	// RateLimited.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=16
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// ClaudeCapacity sizes a worker fleet to its queue and to the organization's Claude rate limits.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=ccap,categories=claudecap
+// +kubebuilder:printcolumn:name="Target",type=string,JSONPath=`.spec.scaleTargetRef.name`
+// +kubebuilder:printcolumn:name="Replicas",type=integer,JSONPath=`.status.replicas`
+// +kubebuilder:printcolumn:name="Desired",type=integer,JSONPath=`.status.desiredReplicas`
+// +kubebuilder:printcolumn:name="Queue",type=integer,JSONPath=`.status.queue.depth`
+// +kubebuilder:printcolumn:name="Limited-By",type=string,JSONPath=`.status.limitedBy`
+// +kubebuilder:printcolumn:name="Tier",type=string,JSONPath=`.status.plan.smallestTier`,priority=1
+// +kubebuilder:printcolumn:name="Monthly-USD",type=string,JSONPath=`.status.plan.monthlyCostUSD`,priority=1
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type ClaudeCapacity struct {
+	metav1.TypeMeta `json:",inline"`
+
+	// metadata is the standard object metadata.
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitzero"`
+
+	// spec declares the workload.
+	// +required
+	Spec ClaudeCapacitySpec `json:"spec"`
+
+	// status is what the controller observed and decided.
+	// +optional
+	Status ClaudeCapacityStatus `json:"status,omitzero"`
+}
+
+// ClaudeCapacityList is a list of ClaudeCapacity.
+// +kubebuilder:object:root=true
+type ClaudeCapacityList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitzero"`
+	Items           []ClaudeCapacity `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&ClaudeCapacity{}, &ClaudeCapacityList{})
+}

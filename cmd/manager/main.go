@@ -1,0 +1,104 @@
+// Command manager runs the claudecap operator: the ClaudeCapacity controller, its
+// metrics endpoint and health probes.
+package main
+
+import (
+	"crypto/tls"
+	"flag"
+	"fmt"
+	"os"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
+	"github.com/claudecap/claudecap/controllers"
+	"github.com/claudecap/claudecap/pkg/capacity"
+)
+
+func main() {
+	var (
+		metricsAddr   string
+		probeAddr     string
+		secureMetrics bool
+		enableHTTP2   bool
+		leaderElect   bool
+		catalogPath   string
+	)
+	flag.StringVar(&metricsAddr, "metrics-bind-address", "0",
+		"Address of the metrics endpoint: :8443 for HTTPS, :8080 for HTTP, 0 to turn it off.")
+	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
+	flag.BoolVar(&secureMetrics, "metrics-secure", true,
+		"Serve metrics over HTTPS with authentication and authorization through the API server.")
+	flag.BoolVar(&enableHTTP2, "enable-http2", false,
+		"Allow HTTP/2 on the metrics server (off by default: HTTP/2 Rapid Reset and Stream Cancellation CVEs).")
+	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so that only one manager replica acts.")
+	flag.StringVar(&catalogPath, "catalog", "",
+		"A model catalog YAML that overrides the embedded one (prices, tier limits, model classes).")
+	opts := zap.Options{Development: false}
+	opts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
+
+	if err := run(metricsAddr, probeAddr, secureMetrics, enableHTTP2, leaderElect, catalogPath); err != nil {
+		fmt.Fprintln(os.Stderr, "manager:", err)
+		os.Exit(1)
+	}
+}
+
+func run(metricsAddr, probeAddr string, secureMetrics, enableHTTP2, leaderElect bool, catalogPath string) error {
+	log := ctrl.Log.WithName("setup")
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(capacityv1alpha1.AddToScheme(scheme))
+
+	catalog := capacity.DefaultCatalog()
+	if catalogPath != "" {
+		var err error
+		if catalog, err = capacity.LoadCatalog(catalogPath); err != nil {
+			return fmt.Errorf("loading the model catalog: %w", err)
+		}
+	}
+
+	var tlsOpts []func(*tls.Config)
+	if !enableHTTP2 {
+		tlsOpts = append(tlsOpts, func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} })
+	}
+	metricsOpts := metricsserver.Options{BindAddress: metricsAddr, SecureServing: secureMetrics, TLSOpts: tlsOpts}
+	if secureMetrics {
+		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+
+	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsOpts,
+		HealthProbeBindAddress: probeAddr,
+		LeaderElection:         leaderElect,
+		LeaderElectionID:       "claudecap.capacity.claudecap.io",
+	})
+	if err != nil {
+		return fmt.Errorf("creating the manager: %w", err)
+	}
+	reconciler := &controllers.ClaudeCapacityReconciler{
+		Client:   mgr.GetClient(),
+		Recorder: mgr.GetEventRecorder("claudecap"),
+		Catalog:  catalog,
+	}
+	if err := reconciler.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the ClaudeCapacity controller: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return fmt.Errorf("adding the health check: %w", err)
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return fmt.Errorf("adding the readiness check: %w", err)
+	}
+	log.Info("starting the manager", "catalog", catalog.AsOf)
+	return mgr.Start(ctrl.SetupSignalHandler())
+}

@@ -1,0 +1,157 @@
+// Package controllers holds the ClaudeCapacity reconciler. Reconcile reads the
+// object, runs a fixed list of small steps over a shared scope, and patches the
+// status once at the end; every decision lives in pkg/capacity.
+package controllers
+
+import (
+	"context"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	kerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
+	"github.com/claudecap/claudecap/pkg/capacity"
+)
+
+// targetIndexKey indexes ClaudeCapacities by "<Kind>/<name>" of their scale target, so a
+// change of a Deployment or StatefulSet finds the ClaudeCapacities that manage it.
+const targetIndexKey = "spec.scaleTargetRef.kindName"
+
+// defaultResync bounds how stale the status may become when nothing triggers a reconcile
+// (targets of kinds that are not watched, catalog changes).
+const defaultResync = 5 * time.Minute
+
+// ClaudeCapacityReconciler reconciles ClaudeCapacity objects.
+type ClaudeCapacityReconciler struct {
+	client.Client
+	Recorder events.EventRecorder
+	// Catalog maps models to classes, prices and tier limits.
+	Catalog *capacity.Catalog
+}
+
+// scope carries one reconcile's inputs and intermediate results from step to step.
+type scope struct {
+	cc *capacityv1alpha1.ClaudeCapacity
+	// target is the scale target as seen through its /scale subresource; nil when missing.
+	target *scaleTarget
+	// model is the catalog entry of spec.model; zero when unknown.
+	model capacity.Model
+	// limits are the effective organization limits of the pool (tier preset + overrides).
+	limits capacity.TierLimits
+}
+
+// step is one stage of a reconcile. Steps set conditions on the scope's object; the
+// shortest requeue any step asks for wins, and an error stops the remaining steps.
+type step func(ctx context.Context, s *scope) (ctrl.Result, error)
+
+// +kubebuilder:rbac:groups=capacity.claudecap.io,resources=claudecapacities,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=capacity.claudecap.io,resources=claudecapacities/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets,verbs=get;list;watch
+// +kubebuilder:rbac:groups=*,resources=*/scale,verbs=get;update;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile brings one ClaudeCapacity's status (and, with the scaling steps, its target's
+// replicas) in line with its spec and the observed world.
+func (r *ClaudeCapacityReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
+	cc := &capacityv1alpha1.ClaudeCapacity{}
+	if err := r.Get(ctx, req.NamespacedName, cc); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !cc.DeletionTimestamp.IsZero() {
+		// Nothing outside the object is owned: the target keeps its replicas.
+		return ctrl.Result{}, nil
+	}
+
+	patcher := newStatusPatcher(cc)
+	defer func() {
+		summarizeReady(cc)
+		if reterr == nil {
+			cc.Status.ObservedGeneration = cc.Generation
+		}
+		reterr = kerrors.NewAggregate([]error{reterr, patcher.patch(ctx, r.Client, cc)})
+	}()
+
+	s := &scope{cc: cc}
+	return r.reconcileSteps(ctx, s, r.readTarget, r.plan)
+}
+
+// reconcileSteps runs steps in order and merges their results.
+func (r *ClaudeCapacityReconciler) reconcileSteps(ctx context.Context, s *scope, steps ...step) (ctrl.Result, error) {
+	result := ctrl.Result{RequeueAfter: defaultResync}
+	for _, run := range steps {
+		res, err := run(ctx, s)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		result = shortest(result, res)
+	}
+	return result, nil
+}
+
+// shortest merges two results: the earliest requeue wins.
+func shortest(a, b ctrl.Result) ctrl.Result {
+	if b.RequeueAfter > 0 && (a.RequeueAfter == 0 || b.RequeueAfter < a.RequeueAfter) {
+		return b
+	}
+	return a
+}
+
+// SetupWithManager registers the controller and its watches: the ClaudeCapacities
+// themselves and the Deployments and StatefulSets they target.
+func (r *ClaudeCapacityReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &capacityv1alpha1.ClaudeCapacity{}, targetIndexKey,
+		func(obj client.Object) []string {
+			ref := obj.(*capacityv1alpha1.ClaudeCapacity).Spec.ScaleTargetRef
+			return []string{targetIndexValue(ref.Kind, ref.Name)}
+		}); err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&capacityv1alpha1.ClaudeCapacity{}, builder.WithPredicates(predicate.Or(
+			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(r.claudeCapacitiesFor("Deployment")),
+			builder.WithPredicates(replicasOrLifecycleChanged())).
+		Watches(&appsv1.StatefulSet{}, handler.EnqueueRequestsFromMapFunc(r.claudeCapacitiesFor("StatefulSet")),
+			builder.WithPredicates(replicasOrLifecycleChanged())).
+		Named("claudecapacity").
+		Complete(r)
+}
+
+func targetIndexValue(kind, name string) string { return kind + "/" + name }
+
+// claudeCapacitiesFor maps a changed workload of the given kind to the ClaudeCapacities
+// in its namespace that target it.
+func (r *ClaudeCapacityReconciler) claudeCapacitiesFor(kind string) handler.MapFunc {
+	return func(ctx context.Context, obj client.Object) []ctrl.Request {
+		var list capacityv1alpha1.ClaudeCapacityList
+		if err := r.List(ctx, &list, client.InNamespace(obj.GetNamespace()),
+			client.MatchingFields{targetIndexKey: targetIndexValue(kind, obj.GetName())}); err != nil {
+			ctrl.LoggerFrom(ctx).Error(err, "listing ClaudeCapacities for a changed target", "kind", kind, "name", obj.GetName())
+			return nil
+		}
+		reqs := make([]ctrl.Request, 0, len(list.Items))
+		for i := range list.Items {
+			reqs = append(reqs, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+		}
+		return reqs
+	}
+}
+
+// replicasOrLifecycleChanged lets through creations, deletions and updates that change
+// the replica count, not the status churn of every rollout.
+func replicasOrLifecycleChanged() predicate.Predicate {
+	return predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			return replicasOf(e.ObjectOld) != replicasOf(e.ObjectNew) ||
+				e.ObjectOld.GetGeneration() != e.ObjectNew.GetGeneration()
+		},
+	}
+}

@@ -1,0 +1,101 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"math"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
+	"github.com/claudecap/claudecap/pkg/capacity"
+)
+
+// Reasons of the PlanFits condition.
+const (
+	ReasonPlanFits          = "PlanFits"
+	ReasonPlanExceedsLimits = "PlanExceedsLimits"
+	ReasonUnknownModel      = "UnknownModel"
+	ReasonInvalidPlan       = "InvalidPlan"
+)
+
+// plan fills status.plan and status.limits from the declared traffic and limits, and
+// says in PlanFits whether the traffic fits the limits at the headroom. The result is
+// also what later steps use as the pool's effective limits.
+func (r *ClaudeCapacityReconciler) plan(_ context.Context, s *scope) (ctrl.Result, error) {
+	cc := s.cc
+	model, err := r.Catalog.Model(cc.Spec.Model)
+	if err != nil {
+		cc.Status.Plan = nil
+		setCondition(cc, capacityv1alpha1.ConditionPlanFits, metav1.ConditionFalse, ReasonUnknownModel, err.Error())
+		return ctrl.Result{}, nil
+	}
+	s.model = model
+
+	res, err := capacity.Plan(r.Catalog, planInput(cc.Spec))
+	if err != nil {
+		cc.Status.Plan = nil
+		setCondition(cc, capacityv1alpha1.ConditionPlanFits, metav1.ConditionFalse, ReasonInvalidPlan, err.Error())
+		return ctrl.Result{}, nil
+	}
+
+	needed := res.Needed.Ceil()
+	cc.Status.Plan = &capacityv1alpha1.PlanStatus{
+		RateStatus:        rateStatus(needed),
+		CostPerRequestUSD: fmt.Sprintf("%.6f", res.Cost.PerRequestUSD),
+		MonthlyCostUSD:    fmt.Sprintf("%.2f", res.Cost.MonthlyUSD),
+		SmallestTier:      res.SmallestTier,
+		BindingDimension:  string(res.Binding),
+	}
+	if res.Replicas != nil {
+		cc.Status.Plan.Replicas = int32(min(*res.Replicas, math.MaxInt32)) //nolint:gosec // clamped to the int32 range
+	}
+
+	declared := res.Declared
+	if declared == nil {
+		// The API server requires a tier or all three explicit limits, so Plan always
+		// checks declared limits; reaching here means the catalog lacks the class's tiers.
+		setCondition(cc, capacityv1alpha1.ConditionPlanFits, metav1.ConditionUnknown, ReasonInvalidPlan,
+			fmt.Sprintf("no limits known for model class %s", model.Class))
+		return ctrl.Result{}, nil
+	}
+	s.limits = declared.Limits
+	limits := rateStatus(declared.Limits)
+	cc.Status.Limits = &limits
+	if declared.Fits {
+		setCondition(cc, capacityv1alpha1.ConditionPlanFits, metav1.ConditionTrue, ReasonPlanFits, declared.Reason)
+	} else {
+		setCondition(cc, capacityv1alpha1.ConditionPlanFits, metav1.ConditionFalse, ReasonPlanExceedsLimits, declared.Reason)
+	}
+	return ctrl.Result{}, nil
+}
+
+// planInput translates the spec into the planner's input.
+func planInput(spec capacityv1alpha1.ClaudeCapacitySpec) capacity.PlanInput {
+	in := capacity.PlanInput{
+		Model:                    spec.Model,
+		RequestsPerMinute:        float64(spec.Traffic.RequestsPerMinute),
+		AvgInputTokens:           float64(spec.Traffic.AvgInputTokens),
+		AvgOutputTokens:          float64(spec.Traffic.AvgOutputTokens),
+		CacheHitRatio:            ptrOr(spec.Traffic.CacheHitRatio, 0),
+		BatchShare:               ptrOr(spec.Traffic.BatchShare, 0),
+		HeadroomPercent:          float64(spec.HeadroomPercent),
+		ReplicaRequestsPerMinute: float64(spec.Worker.RequestsPerMinutePerReplica),
+		Limits: &capacity.PlanLimits{
+			Tier:                  string(spec.Limits.Tier),
+			RequestsPerMinute:     ptrOr(spec.Limits.RequestsPerMinute, 0),
+			InputTokensPerMinute:  ptrOr(spec.Limits.InputTokensPerMinute, 0),
+			OutputTokensPerMinute: ptrOr(spec.Limits.OutputTokensPerMinute, 0),
+		},
+	}
+	return in
+}
+
+func rateStatus(l capacity.TierLimits) capacityv1alpha1.RateStatus {
+	return capacityv1alpha1.RateStatus{
+		RequestsPerMinute:     l.RequestsPerMinute,
+		InputTokensPerMinute:  l.InputTokensPerMinute,
+		OutputTokensPerMinute: l.OutputTokensPerMinute,
+	}
+}

@@ -1,0 +1,92 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
+)
+
+// readyInputs are the conditions Ready summarizes, in the order their failures are
+// reported. A condition that a step has not set yet does not block Ready.
+var readyInputs = []string{
+	capacityv1alpha1.ConditionTargetFound,
+	capacityv1alpha1.ConditionPlanFits,
+	capacityv1alpha1.ConditionSignalsAvailable,
+}
+
+// Reasons of the Ready condition.
+const (
+	ReasonReady       = "Ready"
+	ReasonReconciling = "Reconciling"
+)
+
+// setCondition sets one condition on the object's status with its current generation.
+func setCondition(cc *capacityv1alpha1.ClaudeCapacity, condType string, status metav1.ConditionStatus, reason, message string) {
+	meta.SetStatusCondition(&cc.Status.Conditions, metav1.Condition{
+		Type:               condType,
+		Status:             status,
+		Reason:             reason,
+		Message:            message,
+		ObservedGeneration: cc.Generation,
+	})
+}
+
+// summarizeReady sets Ready from the conditions that make it up: False with the first
+// failing input's reason and every failing message, else True.
+func summarizeReady(cc *capacityv1alpha1.ClaudeCapacity) {
+	var reason string
+	var problems []string
+	for _, t := range readyInputs {
+		c := meta.FindStatusCondition(cc.Status.Conditions, t)
+		if c == nil || c.Status == metav1.ConditionTrue {
+			continue
+		}
+		if reason == "" {
+			reason = c.Reason
+		}
+		problems = append(problems, c.Message)
+	}
+	if reason != "" {
+		setCondition(cc, capacityv1alpha1.ConditionReady, metav1.ConditionFalse, reason, strings.Join(problems, "; "))
+		return
+	}
+	msg := "target found and plan fits the limits"
+	if cc.Status.Plan != nil {
+		msg = fmt.Sprintf("target found; declared traffic fits %s with %s binding", planTierWords(cc.Status.Plan), cc.Status.Plan.BindingDimension)
+	}
+	setCondition(cc, capacityv1alpha1.ConditionReady, metav1.ConditionTrue, ReasonReady, msg)
+}
+
+func planTierWords(p *capacityv1alpha1.PlanStatus) string {
+	if p.SmallestTier == "" || p.SmallestTier == "custom" {
+		return "custom limits"
+	}
+	return p.SmallestTier
+}
+
+// statusPatcher remembers the object as read and patches only the status difference
+// once, at the end of a reconcile.
+type statusPatcher struct {
+	before *capacityv1alpha1.ClaudeCapacity
+}
+
+func newStatusPatcher(cc *capacityv1alpha1.ClaudeCapacity) *statusPatcher {
+	return &statusPatcher{before: cc.DeepCopy()}
+}
+
+func (p *statusPatcher) patch(ctx context.Context, c client.Client, cc *capacityv1alpha1.ClaudeCapacity) error {
+	if equality.Semantic.DeepEqual(p.before.Status, cc.Status) {
+		return nil
+	}
+	if err := c.Status().Patch(ctx, cc, client.MergeFrom(p.before)); err != nil {
+		return client.IgnoreNotFound(fmt.Errorf("patching status of ClaudeCapacity %s/%s: %w", cc.Namespace, cc.Name, err))
+	}
+	return nil
+}

@@ -1,0 +1,121 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
+)
+
+// scaleTarget is the managed workload as its /scale subresource shows it. Working through
+// /scale keeps the controller independent of the kind: Deployments, StatefulSets, Argo
+// Rollouts and custom resources with a scale subresource all look the same.
+type scaleTarget struct {
+	object *unstructured.Unstructured
+	scale  *autoscalingv1.Scale
+}
+
+// specReplicas is the replica count the target is asked to run.
+func (t *scaleTarget) specReplicas() int32 { return t.scale.Spec.Replicas }
+
+// Reasons of the TargetFound condition.
+const (
+	ReasonTargetFound       = "TargetFound"
+	ReasonTargetNotFound    = "TargetNotFound"
+	ReasonTargetKindUnknown = "TargetKindUnknown"
+	ReasonTargetNotScalable = "TargetNotScalable"
+	ReasonTargetUnreadable  = "TargetUnreadable"
+)
+
+// readTarget reads the scale target through /scale and records its replicas. A missing
+// target is a state to report, not an error to retry fast: the watch on Deployments and
+// StatefulSets (or the periodic resync for other kinds) brings the next reconcile.
+func (r *ClaudeCapacityReconciler) readTarget(ctx context.Context, s *scope) (ctrl.Result, error) {
+	cc := s.cc
+	ref := cc.Spec.ScaleTargetRef
+	gv, err := schema.ParseGroupVersion(ref.APIVersion)
+	if err != nil {
+		setCondition(cc, capacityv1alpha1.ConditionTargetFound, metav1.ConditionFalse, ReasonTargetKindUnknown,
+			fmt.Sprintf("scaleTargetRef.apiVersion %q is not a valid group/version: %v", ref.APIVersion, err))
+		return ctrl.Result{}, nil
+	}
+	obj := &unstructured.Unstructured{}
+	obj.SetGroupVersionKind(gv.WithKind(ref.Kind))
+	obj.SetNamespace(cc.Namespace)
+	obj.SetName(ref.Name)
+	desc := fmt.Sprintf("%s %s/%s", ref.Kind, cc.Namespace, ref.Name)
+
+	scale, err := r.getScale(ctx, obj)
+	switch {
+	case err == nil:
+	case meta.IsNoMatchError(err):
+		setCondition(cc, capacityv1alpha1.ConditionTargetFound, metav1.ConditionFalse, ReasonTargetKindUnknown,
+			fmt.Sprintf("the API server does not serve kind %s in %s", ref.Kind, ref.APIVersion))
+		return ctrl.Result{}, nil
+	case apierrors.IsNotFound(err):
+		// Either the object is missing, or it exists and has no /scale subresource.
+		if getErr := r.Get(ctx, client.ObjectKeyFromObject(obj), obj); getErr == nil {
+			setCondition(cc, capacityv1alpha1.ConditionTargetFound, metav1.ConditionFalse, ReasonTargetNotScalable,
+				desc+" exists but has no /scale subresource")
+			return ctrl.Result{}, nil
+		}
+		setCondition(cc, capacityv1alpha1.ConditionTargetFound, metav1.ConditionFalse, ReasonTargetNotFound,
+			desc+" does not exist; replicas are managed once it is created")
+		return ctrl.Result{}, nil
+	default:
+		setCondition(cc, capacityv1alpha1.ConditionTargetFound, metav1.ConditionUnknown, ReasonTargetUnreadable,
+			fmt.Sprintf("reading the /scale subresource of %s: %v", desc, err))
+		return ctrl.Result{}, fmt.Errorf("reading the /scale subresource of %s: %w", desc, err)
+	}
+
+	s.target = &scaleTarget{object: obj, scale: scale}
+	cc.Status.Replicas = scale.Status.Replicas
+	setCondition(cc, capacityv1alpha1.ConditionTargetFound, metav1.ConditionTrue, ReasonTargetFound,
+		fmt.Sprintf("%s runs %d of %d replicas", desc, scale.Status.Replicas, scale.Spec.Replicas))
+	return ctrl.Result{}, nil
+}
+
+// getScale reads the /scale subresource of obj. The unstructured client only speaks
+// unstructured objects, so the Scale is read as one and converted.
+func (r *ClaudeCapacityReconciler) getScale(ctx context.Context, obj *unstructured.Unstructured) (*autoscalingv1.Scale, error) {
+	raw := &unstructured.Unstructured{}
+	raw.SetGroupVersionKind(autoscalingv1.SchemeGroupVersion.WithKind("Scale"))
+	if err := r.SubResource("scale").Get(ctx, obj, raw); err != nil {
+		return nil, err
+	}
+	scale := &autoscalingv1.Scale{}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(raw.Object, scale); err != nil {
+		return nil, fmt.Errorf("decoding the Scale: %w", err)
+	}
+	return scale, nil
+}
+
+// replicasOf returns "spec/status" replicas of a watched workload, for change detection.
+func replicasOf(obj client.Object) string {
+	switch o := obj.(type) {
+	case *appsv1.Deployment:
+		return fmt.Sprintf("%d/%d", ptrOr(o.Spec.Replicas, 1), o.Status.Replicas)
+	case *appsv1.StatefulSet:
+		return fmt.Sprintf("%d/%d", ptrOr(o.Spec.Replicas, 1), o.Status.Replicas)
+	default:
+		return ""
+	}
+}
+
+func ptrOr[T any](p *T, def T) T {
+	if p == nil {
+		return def
+	}
+	return *p
+}

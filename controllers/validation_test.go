@@ -1,0 +1,141 @@
+package controllers
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	. "github.com/onsi/gomega"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
+	"github.com/claudecap/claudecap/internal/kubeenv"
+)
+
+// validClaudeCapacity returns a spec the API server accepts; each invalid case breaks
+// exactly one rule of it.
+func validClaudeCapacity(ns, name string) *capacityv1alpha1.ClaudeCapacity {
+	return &capacityv1alpha1.ClaudeCapacity{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: capacityv1alpha1.ClaudeCapacitySpec{
+			ScaleTargetRef: capacityv1alpha1.ScaleTargetRef{APIVersion: "apps/v1", Kind: "Deployment", Name: "workers"},
+			Model:          "claude-sonnet-4-5",
+			Organization:   "acme-prod",
+			Limits:         capacityv1alpha1.Limits{Tier: capacityv1alpha1.Tier2},
+			Traffic:        capacityv1alpha1.Traffic{RequestsPerMinute: 100, AvgInputTokens: 500, AvgOutputTokens: 200},
+			Worker:         capacityv1alpha1.Worker{RequestsPerMinutePerReplica: 10},
+			Queue: &capacityv1alpha1.Queue{
+				Redis: capacityv1alpha1.RedisConnection{Address: "127.0.0.1:6379"},
+				List:  "jobs",
+			},
+			Replicas: capacityv1alpha1.Replicas{Min: 0, Max: 10},
+		},
+	}
+}
+
+func TestAPIServerRefusesInvalidClaudeCapacities(t *testing.T) {
+	ns := newNamespace(t)
+	cases := []struct {
+		name    string
+		mutate  func(*capacityv1alpha1.ClaudeCapacitySpec)
+		message string
+	}{
+		{"min above max", func(s *capacityv1alpha1.ClaudeCapacitySpec) { s.Replicas = capacityv1alpha1.Replicas{Min: 5, Max: 2} },
+			"replicas.min must not exceed replicas.max"},
+		{"headroom below 1", func(s *capacityv1alpha1.ClaudeCapacitySpec) { s.HeadroomPercent = -1 },
+			"spec.headroomPercent: Invalid value: -1: spec.headroomPercent in body should be greater than or equal to 1"},
+		{"headroom over 100", func(s *capacityv1alpha1.ClaudeCapacitySpec) { s.HeadroomPercent = 101 },
+			"spec.headroomPercent in body should be less than or equal to 100"},
+		{"list and stream", func(s *capacityv1alpha1.ClaudeCapacitySpec) { s.Queue.Stream = "jobs"; s.Queue.ConsumerGroup = "g" },
+			"set exactly one of queue.list or queue.stream"},
+		{"neither list nor stream", func(s *capacityv1alpha1.ClaudeCapacitySpec) { s.Queue.List = "" },
+			"set exactly one of queue.list or queue.stream"},
+		{"consumer group with a list", func(s *capacityv1alpha1.ClaudeCapacitySpec) { s.Queue.ConsumerGroup = "workers" },
+			"queue.consumerGroup applies only to queue.stream"},
+		{"stream without consumer group", func(s *capacityv1alpha1.ClaudeCapacitySpec) { s.Queue.List = ""; s.Queue.Stream = "jobs" },
+			"queue.stream needs queue.consumerGroup"},
+		{"processing list with a stream", func(s *capacityv1alpha1.ClaudeCapacitySpec) {
+			s.Queue.List, s.Queue.Stream, s.Queue.ConsumerGroup, s.Queue.ProcessingList = "", "jobs", "g", "busy"
+		}, "queue.processingList applies only to queue.list"},
+		{"no tier and no explicit limits", func(s *capacityv1alpha1.ClaudeCapacitySpec) {
+			s.Limits = capacityv1alpha1.Limits{RequestsPerMinute: ptr.To[int64](50)}
+		}, "limits need a tier, or all three of requestsPerMinute, inputTokensPerMinute and outputTokensPerMinute"},
+		{"unknown tier", func(s *capacityv1alpha1.ClaudeCapacitySpec) { s.Limits.Tier = "tier-9" },
+			`spec.limits.tier: Unsupported value: "tier-9": supported values: "tier-1", "tier-2", "tier-3", "tier-4"`},
+		{"zero request limit", func(s *capacityv1alpha1.ClaudeCapacitySpec) { s.Limits.RequestsPerMinute = ptr.To[int64](0) },
+			"spec.limits.requestsPerMinute in body should be greater than or equal to 1"},
+		{"negative output token limit", func(s *capacityv1alpha1.ClaudeCapacitySpec) { s.Limits.OutputTokensPerMinute = ptr.To[int64](-5) },
+			"spec.limits.outputTokensPerMinute in body should be greater than or equal to 1"},
+		{"zero average input tokens", func(s *capacityv1alpha1.ClaudeCapacitySpec) { s.Traffic.AvgInputTokens = 0 },
+			"spec.traffic.avgInputTokens in body should be greater than or equal to 1"},
+		{"zero average output tokens", func(s *capacityv1alpha1.ClaudeCapacitySpec) { s.Traffic.AvgOutputTokens = 0 },
+			"spec.traffic.avgOutputTokens in body should be greater than or equal to 1"},
+		{"cache hit ratio above one", func(s *capacityv1alpha1.ClaudeCapacitySpec) { s.Traffic.CacheHitRatio = ptr.To(1.5) },
+			"spec.traffic.cacheHitRatio in body should be less than or equal to 1"},
+		{"negative batch share", func(s *capacityv1alpha1.ClaudeCapacitySpec) { s.Traffic.BatchShare = ptr.To(-0.1) },
+			"spec.traffic.batchShare in body should be greater than or equal to 0"},
+		{"weight below 1", func(s *capacityv1alpha1.ClaudeCapacitySpec) { s.Weight = -2 },
+			"spec.weight in body should be greater than or equal to 1"},
+		{"zero max replicas", func(s *capacityv1alpha1.ClaudeCapacitySpec) { s.Replicas.Max = 0 },
+			"spec.replicas.max in body should be greater than or equal to 1"},
+		{"empty model", func(s *capacityv1alpha1.ClaudeCapacitySpec) { s.Model = "" },
+			"spec.model in body should be at least 1 chars long"},
+		{"organization with capitals", func(s *capacityv1alpha1.ClaudeCapacitySpec) { s.Organization = "Acme Prod" },
+			"spec.organization in body should match"},
+		{"zero per-replica throughput", func(s *capacityv1alpha1.ClaudeCapacitySpec) { s.Worker.RequestsPerMinutePerReplica = 0 },
+			"spec.worker.requestsPerMinutePerReplica in body should be greater than or equal to 1"},
+		{"scaling policy of zero pods", func(s *capacityv1alpha1.ClaudeCapacitySpec) {
+			s.Behavior = &capacityv1alpha1.Behavior{ScaleUp: &capacityv1alpha1.ScalingRules{
+				Policies: []capacityv1alpha1.ScalingPolicy{{Type: capacityv1alpha1.PodsScalingPolicy, Value: 0, PeriodSeconds: 60}}}}
+		}, "spec.behavior.scaleUp.policies[0].value in body should be greater than or equal to 1"},
+		{"unknown select policy", func(s *capacityv1alpha1.ClaudeCapacitySpec) {
+			s.Behavior = &capacityv1alpha1.Behavior{ScaleDown: &capacityv1alpha1.ScalingRules{SelectPolicy: ptr.To[capacityv1alpha1.SelectPolicy]("Fastest")}}
+		}, `spec.behavior.scaleDown.selectPolicy: Unsupported value: "Fastest"`},
+		{"target without kind", func(s *capacityv1alpha1.ClaudeCapacitySpec) { s.ScaleTargetRef.Kind = "" },
+			"spec.scaleTargetRef.kind in body should be at least 1 chars long"},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			cc := validClaudeCapacity(ns, "invalid-"+strings.ReplaceAll(strings.ToLower(tc.name), " ", "-"))
+			tc.mutate(&cc.Spec)
+			err := k8sClient.Create(context.Background(), cc)
+			g.Expect(err).To(HaveOccurred(), "case %d must be refused", i)
+			g.Expect(err.Error()).To(ContainSubstring(tc.message))
+		})
+	}
+}
+
+func TestAPIServerAcceptsSamplesAndFillsDefaults(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	root, err := kubeenv.ModuleRoot()
+	g.Expect(err).NotTo(HaveOccurred())
+	paths, err := filepath.Glob(filepath.Join(root, "config", "samples", "capacity_*.yaml"))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(paths).NotTo(BeEmpty())
+	for _, path := range paths {
+		raw, err := os.ReadFile(path)
+		g.Expect(err).NotTo(HaveOccurred())
+		cc := &capacityv1alpha1.ClaudeCapacity{}
+		g.Expect(yaml.UnmarshalStrict(raw, cc)).To(Succeed(), path)
+		cc.Namespace = ns
+		g.Expect(k8sClient.Create(context.Background(), cc)).To(Succeed(), path)
+	}
+
+	// The minimal valid spec comes back with every documented default filled in.
+	created := validClaudeCapacity(ns, "defaults")
+	g.Expect(k8sClient.Create(context.Background(), created)).To(Succeed())
+	got := &capacityv1alpha1.ClaudeCapacity{}
+	g.Expect(k8sClient.Get(context.Background(), client.ObjectKeyFromObject(created), got)).To(Succeed())
+	g.Expect(got.Spec.HeadroomPercent).To(Equal(int32(90)))
+	g.Expect(got.Spec.Weight).To(Equal(int32(1)))
+	g.Expect(got.Spec.PollIntervalSeconds).To(Equal(int32(2)))
+	g.Expect(got.Spec.Queue.TargetDrainSeconds).To(Equal(int32(120)))
+	g.Expect(got.Spec.Replicas.Min).To(Equal(int32(0)))
+}

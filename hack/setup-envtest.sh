@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Builds the envtest binaries (kube-apiserver, etcd) and kubectl from the Go module
+# proxy into the directory given as $1, once. Prebuilt envtest archives cannot be
+# downloaded here, and `go install` refuses kube-apiserver and etcd because their
+# go.mod files carry replace directives, so each is built inside a small module
+# under hack/envtest-bins/ that pins it and replaces kubernetes' staging modules
+# with their published versions.
+set -euo pipefail
+
+out=${1:?usage: setup-envtest.sh OUTPUT_DIR}
+version=${ENVTEST_K8S_VERSION:?ENVTEST_K8S_VERSION must be set}
+here=$(cd "$(dirname "$0")" && pwd)
+
+# A preset KUBEBUILDER_ASSETS that already holds the binaries wins.
+if [[ -n "${KUBEBUILDER_ASSETS:-}" && "${KUBEBUILDER_ASSETS}" != "$out" \
+      && -x "${KUBEBUILDER_ASSETS}/kube-apiserver" && -x "${KUBEBUILDER_ASSETS}/etcd" ]]; then
+  echo "envtest: using KUBEBUILDER_ASSETS=${KUBEBUILDER_ASSETS}"
+  exit 0
+fi
+
+pinned=$(awk '$1 == "require" && $2 == "k8s.io/kubernetes" {print $3}' "$here/envtest-bins/kube/go.mod")
+if [[ "$pinned" != "v$version" ]]; then
+  echo "envtest: ENVTEST_K8S_VERSION=$version but hack/envtest-bins/kube/go.mod pins k8s.io/kubernetes $pinned" >&2
+  exit 1
+fi
+
+mkdir -p "$out"
+build() { # name dir package [ldflags]
+  local name=$1 dir=$2 pkg=$3 ldflags=${4:-}
+  if [[ -x "$out/$name" ]]; then return 0; fi
+  echo "envtest: building $name (first run only; a few minutes)"
+  local start=$SECONDS
+  (cd "$here/envtest-bins/$dir" && go build -trimpath -ldflags "-s -w $ldflags" -o "$out/$name.tmp" "$pkg")
+  mv "$out/$name.tmp" "$out/$name"
+  echo "envtest: built $name in $((SECONDS - start))s"
+}
+
+major=${version%%.*}; rest=${version#*.}; minor=${rest%%.*}
+kversion="-X k8s.io/component-base/version.gitVersion=v$version -X k8s.io/component-base/version.gitMajor=$major -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean"
+kversion+=" -X k8s.io/client-go/pkg/version.gitVersion=v$version -X k8s.io/client-go/pkg/version.gitMajor=$major -X k8s.io/client-go/pkg/version.gitMinor=$minor"
+
+build etcd etcd go.etcd.io/etcd/server/v3
+build kube-apiserver kube k8s.io/kubernetes/cmd/kube-apiserver "$kversion"
+build kubectl kube k8s.io/kubernetes/cmd/kubectl "$kversion"
+echo "envtest: binaries ready in $out"
