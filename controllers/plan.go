@@ -9,6 +9,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
+	"github.com/claudecap/claudecap/internal/specplan"
 	"github.com/claudecap/claudecap/pkg/capacity"
 )
 
@@ -33,7 +34,7 @@ func (r *ClaudeCapacityReconciler) plan(_ context.Context, s *scope) (ctrl.Resul
 	}
 	s.model = model
 
-	res, err := capacity.Plan(r.Catalog, planInput(cc.Spec))
+	res, err := capacity.Plan(r.Catalog, specplan.PlanInput(cc.Spec))
 	if err != nil {
 		cc.Status.Plan = nil
 		setCondition(cc, capacityv1alpha1.ConditionPlanFits, metav1.ConditionFalse, ReasonInvalidPlan, err.Error())
@@ -69,27 +70,6 @@ func (r *ClaudeCapacityReconciler) plan(_ context.Context, s *scope) (ctrl.Resul
 		setCondition(cc, capacityv1alpha1.ConditionPlanFits, metav1.ConditionFalse, ReasonPlanExceedsLimits, declared.Reason)
 	}
 	return ctrl.Result{}, nil
-}
-
-// planInput translates the spec into the planner's input.
-func planInput(spec capacityv1alpha1.ClaudeCapacitySpec) capacity.PlanInput {
-	in := capacity.PlanInput{
-		Model:                    spec.Model,
-		RequestsPerMinute:        float64(spec.Traffic.RequestsPerMinute),
-		AvgInputTokens:           float64(spec.Traffic.AvgInputTokens),
-		AvgOutputTokens:          float64(spec.Traffic.AvgOutputTokens),
-		CacheHitRatio:            ptrOr(spec.Traffic.CacheHitRatio, 0),
-		BatchShare:               ptrOr(spec.Traffic.BatchShare, 0),
-		HeadroomPercent:          float64(spec.HeadroomPercent),
-		ReplicaRequestsPerMinute: float64(spec.Worker.RequestsPerMinutePerReplica),
-		Limits: &capacity.PlanLimits{
-			Tier:                  string(spec.Limits.Tier),
-			RequestsPerMinute:     ptrOr(spec.Limits.RequestsPerMinute, 0),
-			InputTokensPerMinute:  ptrOr(spec.Limits.InputTokensPerMinute, 0),
-			OutputTokensPerMinute: ptrOr(spec.Limits.OutputTokensPerMinute, 0),
-		},
-	}
-	return in
 }
 
 func rateStatus(l capacity.TierLimits) capacityv1alpha1.RateStatus {

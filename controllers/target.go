@@ -26,9 +26,6 @@ type scaleTarget struct {
 	scale  *autoscalingv1.Scale
 }
 
-// specReplicas is the replica count the target is asked to run.
-func (t *scaleTarget) specReplicas() int32 { return t.scale.Spec.Replicas }
-
 // Reasons of the TargetFound condition.
 const (
 	ReasonTargetFound       = "TargetFound"

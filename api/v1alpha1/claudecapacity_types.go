@@ -547,7 +547,3 @@ type ClaudeCapacityList struct {
 	metav1.ListMeta `json:"metadata,omitzero"`
 	Items           []ClaudeCapacity `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&ClaudeCapacity{}, &ClaudeCapacityList{})
-}

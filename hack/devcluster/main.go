@@ -49,7 +49,7 @@ func run(ctx context.Context, smoke bool) error {
 	if err := os.MkdirAll(devDir, 0o750); err != nil {
 		return err
 	}
-	logFile, err := os.Create(filepath.Join(devDir, "manager.log"))
+	logFile, err := os.Create(filepath.Join(devDir, "manager.log")) //nolint:gosec // a fixed name under the repository's bin/
 	if err != nil {
 		return err
 	}
@@ -113,7 +113,9 @@ func run(ctx context.Context, smoke bool) error {
 	go func() { mgrDone <- mgr.Start(mgrCtx) }()
 	defer func() {
 		cancelMgr()
-		<-mgrDone
+		if err := <-mgrDone; err != nil && !errors.Is(err, context.Canceled) {
+			fmt.Fprintln(os.Stderr, "dev: the operator stopped:", err)
+		}
 	}()
 
 	kubectl := kubectlPath()

@@ -1,0 +1,440 @@
+package capacity
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"math"
+	"math/bits"
+	"slices"
+)
+
+// Dimension is one of the three quantities Anthropic limits per minute for a model class.
+type Dimension int
+
+// The three rate-limited dimensions, in the order PerDimension stores them.
+const (
+	// Requests counts API calls (RPM).
+	Requests Dimension = iota
+	// InputTokens counts input tokens the way the ITPM limit does: input_tokens plus
+	// cache_creation_input_tokens; cache reads are excluded for current models.
+	InputTokens
+	// OutputTokens counts generated tokens (OTPM).
+	OutputTokens
+
+	numDimensions = 3
+)
+
+// String returns the dimension in the words messages use ("output tokens").
+func (d Dimension) String() string {
+	switch d {
+	case Requests:
+		return "requests"
+	case InputTokens:
+		return "input tokens"
+	case OutputTokens:
+		return "output tokens"
+	}
+	return fmt.Sprintf("dimension(%d)", int(d))
+}
+
+// LimitReason returns the limitedBy value that names this dimension.
+func (d Dimension) LimitReason() LimitReason {
+	switch d {
+	case Requests:
+		return LimitedByRequests
+	case InputTokens:
+		return LimitedByInputTokens
+	default:
+		return LimitedByOutputTokens
+	}
+}
+
+// PerDimension holds one per-minute amount for each Dimension, indexed by it.
+type PerDimension [numDimensions]int64
+
+// Limits on inputs, so that products and sums below stay exact in int64 and float64.
+const (
+	// MaxPerMinute bounds any limit, budget or usage figure (about 10^15 per minute).
+	MaxPerMinute int64 = 1 << 50
+	// MaxWeight bounds a pool member's weight.
+	MaxWeight int32 = 1_000_000
+	// maxPerRequest bounds the throughput and tokens-per-request inputs.
+	maxPerRequest = 1e9
+)
+
+// Pool is one budget pool: an organization's limits for one model class, shared by every
+// ClaudeCapacity that names the same organization and class.
+type Pool struct {
+	// Limits are the organization's per-minute limits for the class.
+	Limits PerDimension
+	// HeadroomPercent is the share of each limit the pool may plan to use, 1..100.
+	HeadroomPercent int32
+	// ExternalUsage is what callers outside the pool use per minute (seen in the upstream
+	// rate-limit headers); it is taken out of the budget. Zero when unknown.
+	ExternalUsage PerDimension
+}
+
+// Budget returns what the pool may plan to use per minute in each dimension:
+// floor(limit * headroom / 100) - external usage, never below zero.
+func (p Pool) Budget() (PerDimension, error) {
+	if p.HeadroomPercent < 1 || p.HeadroomPercent > 100 {
+		return PerDimension{}, fmt.Errorf("headroom %d%% is outside 1..100", p.HeadroomPercent)
+	}
+	var b PerDimension
+	for i, limit := range p.Limits {
+		d := Dimension(i)
+		if limit <= 0 || limit > MaxPerMinute {
+			return PerDimension{}, fmt.Errorf("%s limit %d per minute is outside 1..%d", d, limit, MaxPerMinute)
+		}
+		ext := p.ExternalUsage[i]
+		if ext < 0 || ext > MaxPerMinute {
+			return PerDimension{}, fmt.Errorf("external %s usage %d per minute is outside 0..%d", d, ext, MaxPerMinute)
+		}
+		b[i] = max(0, limit*int64(p.HeadroomPercent)/100-ext)
+	}
+	return b, nil
+}
+
+// RequestProfile is what one request costs in the token dimensions, on average.
+type RequestProfile struct {
+	// InputTokens per request as the ITPM limit counts them: input_tokens plus
+	// cache_creation_input_tokens, without cache reads for current models. The caller applies
+	// the cache hit ratio and the model's counting rule.
+	InputTokens float64
+	// OutputTokens per request.
+	OutputTokens float64
+}
+
+// Claim is one pool member's request for a share of the budget.
+type Claim struct {
+	// Name identifies the member (namespace/name); it must be unique within the pool.
+	Name string
+	// Weight is the member's share of a contended pool relative to the others, 1..MaxWeight.
+	Weight int32
+	// Replicas is what the member asks for: its demand clamped to its [min, max] replicas,
+	// because min replicas run whatever the queue says and max is all it could ever use.
+	Replicas int32
+	// ThroughputPerReplica is one replica's requests per minute (mu).
+	ThroughputPerReplica float64
+	// Profile is the member's average request.
+	Profile RequestProfile
+}
+
+// perReplica returns what one replica of the member consumes per minute in each dimension.
+func (c Claim) perReplica() [numDimensions]float64 {
+	mu := c.ThroughputPerReplica
+	return [numDimensions]float64{mu, mu * c.Profile.InputTokens, mu * c.Profile.OutputTokens}
+}
+
+func (c Claim) validate() error {
+	if c.Name == "" {
+		return errors.New("pool member without a name")
+	}
+	if c.Weight < 1 || c.Weight > MaxWeight {
+		return fmt.Errorf("pool member %s: weight %d is outside 1..%d", c.Name, c.Weight, MaxWeight)
+	}
+	if c.Replicas < 0 {
+		return fmt.Errorf("pool member %s: negative replicas claimed (%d)", c.Name, c.Replicas)
+	}
+	if !positiveFinite(c.ThroughputPerReplica) || c.ThroughputPerReplica > maxPerRequest {
+		return fmt.Errorf("pool member %s: throughput per replica %v is not in (0, %g] requests per minute",
+			c.Name, c.ThroughputPerReplica, maxPerRequest)
+	}
+	for _, v := range []float64{c.Profile.InputTokens, c.Profile.OutputTokens} {
+		if math.IsNaN(v) || v < 0 || v > maxPerRequest {
+			return fmt.Errorf("pool member %s: tokens per request %v is not in [0, %g]", c.Name, v, maxPerRequest)
+		}
+	}
+	return nil
+}
+
+// Allocation is one member's share of its pool and the replicas that share carries.
+type Allocation struct {
+	// Name is the member's name from its Claim.
+	Name string
+	// Weight is the member's weight and PoolWeight the sum of all members' weights.
+	Weight, PoolWeight int64
+	// Claimed is the member's claim per dimension: Replicas x per-replica consumption.
+	Claimed PerDimension
+	// Share is what the member is guaranteed per minute; never more than Claimed.
+	Share PerDimension
+	// Headroom is the member's weighted part of the budget nobody claimed: room to grow into
+	// before the next decision. Shares plus headrooms of a pool never exceed its budget.
+	Headroom PerDimension
+	// PerReplica is one replica's consumption per minute in each dimension.
+	PerReplica [numDimensions]float64
+	// CapReplicas is how many replicas fit in Share + Headroom in every dimension.
+	CapReplicas int32
+	// SoloCapReplicas is how many replicas would fit if the member had the whole budget.
+	SoloCapReplicas int32
+	// Binding is the dimension with the fewest replicas' worth of Share + Headroom.
+	Binding Dimension
+	// Partial is true when Share + Headroom holds less than one replica but more than none
+	// in every dimension, and CapReplicas was raised to 1: one replica paced by the shared
+	// limiter beats a queue that never drains.
+	Partial bool
+	// Pool and Budget describe the pool the share was cut from, for messages.
+	Pool   Pool
+	Budget PerDimension
+}
+
+// CapReason names what binds the cap: the pool share when sharing with others costs the
+// member replicas it would have alone, else the binding dimension of the whole budget.
+func (a Allocation) CapReason() LimitReason {
+	if a.CapReplicas < a.SoloCapReplicas {
+		return LimitedByPoolShare
+	}
+	return a.Binding.LimitReason()
+}
+
+// PoolAllocation is the split of one pool's budget.
+type PoolAllocation struct {
+	// Budget is the pool's budget per minute (see Pool.Budget).
+	Budget PerDimension
+	// Unclaimed is the budget left after every claim got its share; it is spread over the
+	// members as Headroom.
+	Unclaimed PerDimension
+	// Members holds one Allocation per Claim, in the order of the claims.
+	Members []Allocation
+}
+
+// Member returns the allocation of the named member.
+func (p PoolAllocation) Member(name string) (Allocation, bool) {
+	for _, a := range p.Members {
+		if a.Name == name {
+			return a, true
+		}
+	}
+	return Allocation{}, false
+}
+
+// FairShare splits the pool's budget over the claims by weighted max-min fairness, done for
+// each dimension on its own (water-filling): members are served in order of claim/weight,
+// each gets its claim if that is no more than its weighted part of what is left, and once one
+// does not, all remaining members get exactly their weighted part of the rest. A member that
+// needs less than its fair share so leaves the rest to the others, and shares never exceed
+// claims. Amounts are whole units rounded down, so shares sum to at most the budget.
+//
+// A member held back by one dimension cannot use its full share of the others. FairShare
+// therefore repeats the split with such members claiming only what their cap can use, until
+// nothing changes, so that stranded shares go to members who can use them.
+//
+// The budget nobody claimed is then spread over all members by weight as Headroom, and each
+// member's cap is the replicas that fit in Share + Headroom in every dimension.
+func FairShare(pool Pool, claims []Claim) (PoolAllocation, error) {
+	budget, err := pool.Budget()
+	if err != nil {
+		return PoolAllocation{}, fmt.Errorf("pool budget: %w", err)
+	}
+	seen := make(map[string]bool, len(claims))
+	var poolWeight int64
+	for _, c := range claims {
+		if err := c.validate(); err != nil {
+			return PoolAllocation{}, err
+		}
+		if seen[c.Name] {
+			return PoolAllocation{}, fmt.Errorf("pool member %s appears twice", c.Name)
+		}
+		seen[c.Name] = true
+		poolWeight += int64(c.Weight)
+	}
+
+	n := len(claims)
+	perReplica := make([][numDimensions]float64, n)
+	weights := make([]int64, n)
+	want := make([]PerDimension, n) // what each member claims per dimension, lowered pass by pass
+	for i, c := range claims {
+		perReplica[i] = c.perReplica()
+		weights[i] = int64(c.Weight)
+		want[i] = claimFor(c.Replicas, perReplica[i], budget)
+	}
+	var shares []PerDimension
+	// A pass lowers a member's claim in a dimension to what its cap can use there, leaving
+	// its binding dimension alone so shares there stay exactly weighted. Lowering claims never
+	// lowers another member's share nor the member's own cap, so each of the 3n member
+	// dimensions is lowered at most once and 3n+1 passes are enough.
+	for pass := 0; pass <= numDimensions*n; pass++ {
+		shares = splitBudget(budget, want, weights)
+		changed := false
+		for i := range claims {
+			fit, _, _ := fitReplicas(shares[i], perReplica[i])
+			for d := range want[i] {
+				if replicasIn(shares[i][d], perReplica[i][d]) <= int64(fit) {
+					continue
+				}
+				if usable := ceilAmount(float64(fit) * perReplica[i][d]); usable < want[i][d] {
+					want[i][d], changed = usable, true
+				}
+			}
+		}
+		if !changed {
+			break
+		}
+	}
+
+	out := PoolAllocation{Budget: budget, Members: make([]Allocation, n)}
+	for d := range budget {
+		out.Unclaimed[d] = budget[d]
+		for i := range shares {
+			out.Unclaimed[d] -= shares[i][d]
+		}
+	}
+	for i, c := range claims {
+		a := Allocation{
+			Name:       c.Name,
+			Weight:     int64(c.Weight),
+			PoolWeight: poolWeight,
+			Claimed:    claimFor(c.Replicas, perReplica[i], budget),
+			Share:      shares[i],
+			PerReplica: perReplica[i],
+			Pool:       pool,
+			Budget:     budget,
+		}
+		var room PerDimension
+		for d := range budget {
+			a.Headroom[d] = mulDiv(out.Unclaimed[d], a.Weight, poolWeight)
+			room[d] = a.Share[d] + a.Headroom[d]
+		}
+		a.CapReplicas, a.Binding, a.Partial = fitReplicas(room, perReplica[i])
+		a.SoloCapReplicas, _, _ = fitReplicas(budget, perReplica[i])
+		out.Members[i] = a
+	}
+	return out, nil
+}
+
+// splitBudget water-fills every dimension over the members' claims.
+func splitBudget(budget PerDimension, want []PerDimension, weights []int64) []PerDimension {
+	shares := make([]PerDimension, len(want))
+	claims := make([]int64, len(want))
+	for d := range budget {
+		for i := range want {
+			claims[i] = want[i][d]
+		}
+		for i, s := range waterFill(budget[d], claims, weights) {
+			shares[i][d] = s
+		}
+	}
+	return shares
+}
+
+// waterFill splits budget over claims by weighted max-min fairness; see FairShare.
+func waterFill(budget int64, claims, weights []int64) []int64 {
+	order := make([]int, len(claims))
+	for i := range order {
+		order[i] = i
+	}
+	// Serve members by claim/weight ascending, compared exactly by cross-multiplication.
+	slices.SortStableFunc(order, func(a, b int) int {
+		return cmpProducts(claims[a], weights[b], claims[b], weights[a])
+	})
+	var weightLeft int64
+	for _, w := range weights {
+		weightLeft += w
+	}
+	out := make([]int64, len(claims))
+	left := budget
+	for k, i := range order {
+		if claims[i] <= mulDiv(left, weights[i], weightLeft) {
+			out[i] = claims[i]
+			left -= claims[i]
+			weightLeft -= weights[i]
+			continue
+		}
+		// The water level is reached: every remaining claim is at least this one's
+		// weighted part, so each gets exactly its weighted part of what is left.
+		for _, j := range order[k:] {
+			out[j] = mulDiv(left, weights[j], weightLeft)
+		}
+		break
+	}
+	return out
+}
+
+// claimFor returns what replicas consume per minute, rounded up to whole units and clipped
+// to the budget (a claim beyond the budget cannot change any member's share).
+func claimFor(replicas int32, perReplica [numDimensions]float64, budget PerDimension) PerDimension {
+	var c PerDimension
+	for d := range c {
+		c[d] = min(ceilAmount(float64(replicas)*perReplica[d]), budget[d])
+	}
+	return c
+}
+
+// fitReplicas returns how many replicas fit in room in every dimension, the dimension that
+// allows the fewest, and whether the count was raised from 0 to 1 because room holds part
+// of a replica in every dimension (see Allocation.Partial).
+func fitReplicas(room PerDimension, perReplica [numDimensions]float64) (int32, Dimension, bool) {
+	best, binding := int64(math.MaxInt32), Requests
+	positive := true
+	for d := range room {
+		if perReplica[d] > 0 && room[d] <= 0 {
+			positive = false
+		}
+		if n := replicasIn(room[d], perReplica[d]); n < best {
+			best, binding = n, Dimension(d)
+		}
+	}
+	if best == 0 && positive {
+		return 1, binding, true
+	}
+	return int32(best), binding, false
+}
+
+// replicasIn returns the most replicas consuming perReplica each whose claim (claimFor) fits
+// in amount, up to MaxInt32; a dimension a replica does not consume fits any number.
+func replicasIn(amount int64, perReplica float64) int64 {
+	if perReplica <= 0 {
+		return math.MaxInt32
+	}
+	// Start from the float quotient, then settle on the largest n whose claim fits.
+	// Float error is far below one replica, so each loop runs at most once or twice.
+	fits := func(n int64) bool { return math.Ceil(float64(n)*perReplica) <= float64(amount) }
+	n := int64(math.Min(float64(amount)/perReplica, math.MaxInt32))
+	for n > 0 && !fits(n) {
+		n--
+	}
+	for n < math.MaxInt32 && fits(n+1) {
+		n++
+	}
+	return n
+}
+
+// ceilAmount rounds a per-minute amount up to whole units, saturating at MaxPerMinute.
+func ceilAmount(x float64) int64 {
+	if x >= float64(MaxPerMinute) {
+		return MaxPerMinute
+	}
+	return int64(math.Ceil(x))
+}
+
+// mulDiv returns floor(a*b/c) for 0 <= a, 0 <= b <= c, exactly.
+func mulDiv(a, b, c int64) int64 {
+	if a < 0 || b < 0 || c <= 0 || b > c {
+		return 0 // outside the contract; callers never get here
+	}
+	// b <= c keeps the quotient below a, so it fits and Div64 cannot overflow.
+	hi, lo := bits.Mul64(uint64(a), uint64(b))
+	q, _ := bits.Div64(hi, lo, uint64(c))
+	if q > math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return int64(q)
+}
+
+// cmpProducts compares a*b with c*d for non-negative operands, exactly.
+func cmpProducts(a, b, c, d int64) int {
+	if a < 0 || b < 0 || c < 0 || d < 0 {
+		return cmp.Compare(a*b, c*d) // outside the contract; callers never get here
+	}
+	h1, l1 := bits.Mul64(uint64(a), uint64(b))
+	h2, l2 := bits.Mul64(uint64(c), uint64(d))
+	if h1 != h2 {
+		return cmp.Compare(h1, h2)
+	}
+	return cmp.Compare(l1, l2)
+}
+
+func positiveFinite(x float64) bool {
+	return x > 0 && !math.IsInf(x, 1)
+}
