@@ -8,6 +8,8 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -16,25 +18,35 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
 	"github.com/claudecap/claudecap/pkg/capacity"
+	"github.com/claudecap/claudecap/pkg/signals"
 )
 
 // targetIndexKey indexes ClaudeCapacities by "<Kind>/<name>" of their scale target, so a
 // change of a Deployment or StatefulSet finds the ClaudeCapacities that manage it.
 const targetIndexKey = "spec.scaleTargetRef.kindName"
 
-// defaultResync bounds how stale the status may become when nothing triggers a reconcile
-// (targets of kinds that are not watched, catalog changes).
-const defaultResync = 5 * time.Minute
-
 // ClaudeCapacityReconciler reconciles ClaudeCapacity objects.
 type ClaudeCapacityReconciler struct {
 	client.Client
-	Recorder events.EventRecorder
+	// APIReader reads Secrets directly from the API server, so the manager needs no
+	// cluster-wide watch on Secrets.
+	APIReader client.Reader
+	Recorder  events.EventRecorder
 	// Catalog maps models to classes, prices and tier limits.
 	Catalog *capacity.Catalog
+	// Signals reads queue depth from Redis through connections shared by every
+	// ClaudeCapacity that uses the same server.
+	Signals *signals.Pool
+
+	// Set by SetupWithManager.
+	memory     *memory
+	metrics    *controllerMetrics
+	poolEvents chan event.GenericEvent
+	now        func() time.Time
 }
 
 // scope carries one reconcile's inputs and intermediate results from step to step.
@@ -46,6 +58,21 @@ type scope struct {
 	model capacity.Model
 	// limits are the effective organization limits of the pool (tier preset + overrides).
 	limits capacity.TierLimits
+
+	// scalingBlocked is set when a pause or another autoscaler forbids changing replicas;
+	// pausedReplicas when an annotation asks for a fixed count.
+	scalingBlocked bool
+	pausedReplicas *int32
+
+	// sample is the queue as read this time (nil without a queue) and arrivals the
+	// estimate after folding it in; signalsMissing when the read failed.
+	sample         *capacity.QueueSample
+	arrivals       capacity.ArrivalEstimate
+	signalsMissing bool
+
+	// decision is what decide concluded; held when it chose to keep replicas as they are.
+	decision *capacity.Decision
+	held     bool
 }
 
 // step is one stage of a reconcile. Steps set conditions on the scope's object; the
@@ -57,16 +84,24 @@ type step func(ctx context.Context, s *scope) (ctrl.Result, error)
 // +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=*,resources=*/scale,verbs=get;update;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 
 // Reconcile brings one ClaudeCapacity's status (and, with the scaling steps, its target's
 // replicas) in line with its spec and the observed world.
 func (r *ClaudeCapacityReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
+	start := r.now()
+	defer r.metrics.reconciled(start)
 	cc := &capacityv1alpha1.ClaudeCapacity{}
 	if err := r.Get(ctx, req.NamespacedName, cc); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.forget(req.Namespace, req.Name)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !cc.DeletionTimestamp.IsZero() {
 		// Nothing outside the object is owned: the target keeps its replicas.
+		r.forget(cc.Namespace, cc.Name)
 		return ctrl.Result{}, nil
 	}
 
@@ -80,12 +115,27 @@ func (r *ClaudeCapacityReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	}()
 
 	s := &scope{cc: cc}
-	return r.reconcileSteps(ctx, s, r.readTarget, r.plan)
+	result, err := r.reconcileSteps(ctx, s, r.readTarget, r.plan, r.checkScalingActive, r.readSignals, r.decide, r.scale)
+	return shortest(result, ctrl.Result{RequeueAfter: pollInterval(cc)}), err
+}
+
+// pollInterval is how often live signals are read: spec.pollIntervalSeconds, default 2 s.
+func pollInterval(cc *capacityv1alpha1.ClaudeCapacity) time.Duration {
+	if cc.Spec.PollIntervalSeconds > 0 {
+		return time.Duration(cc.Spec.PollIntervalSeconds) * time.Second
+	}
+	return 2 * time.Second
+}
+
+// forget drops what the controller keeps in memory about a deleted ClaudeCapacity.
+func (r *ClaudeCapacityReconciler) forget(namespace, name string) {
+	r.memory.forget(types.NamespacedName{Namespace: namespace, Name: name})
+	r.metrics.forget(namespace, name)
 }
 
 // reconcileSteps runs steps in order and merges their results.
 func (r *ClaudeCapacityReconciler) reconcileSteps(ctx context.Context, s *scope, steps ...step) (ctrl.Result, error) {
-	result := ctrl.Result{RequeueAfter: defaultResync}
+	var result ctrl.Result
 	for _, run := range steps {
 		res, err := run(ctx, s)
 		if err != nil {
@@ -107,6 +157,23 @@ func shortest(a, b ctrl.Result) ctrl.Result {
 // SetupWithManager registers the controller and its watches: the ClaudeCapacities
 // themselves and the Deployments and StatefulSets they target.
 func (r *ClaudeCapacityReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	r.memory = newMemory()
+	r.poolEvents = make(chan event.GenericEvent, 1024)
+	if r.metrics == nil {
+		r.metrics = defaultMetrics
+	}
+	if r.now == nil {
+		r.now = time.Now
+	}
+	if r.APIReader == nil {
+		r.APIReader = mgr.GetAPIReader()
+	}
+	if r.Signals == nil {
+		r.Signals = signals.NewPool(signals.PoolOptions{})
+	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &capacityv1alpha1.ClaudeCapacity{}, poolIndexKey, r.poolIndex); err != nil {
+		return err
+	}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &capacityv1alpha1.ClaudeCapacity{}, targetIndexKey,
 		func(obj client.Object) []string {
 			ref := obj.(*capacityv1alpha1.ClaudeCapacity).Spec.ScaleTargetRef
@@ -121,6 +188,7 @@ func (r *ClaudeCapacityReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			builder.WithPredicates(replicasOrLifecycleChanged())).
 		Watches(&appsv1.StatefulSet{}, handler.EnqueueRequestsFromMapFunc(r.claudeCapacitiesFor("StatefulSet")),
 			builder.WithPredicates(replicasOrLifecycleChanged())).
+		WatchesRawSource(source.Channel(r.poolEvents, &handler.EnqueueRequestForObject{})).
 		Named("claudecapacity").
 		Complete(r)
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -31,6 +32,8 @@ func TestMain(m *testing.M) {
 
 func runSuite(m *testing.M) int {
 	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.UseDevMode(false), zap.Level(zapLevel())))
+	// go-redis logs every failed dial; the tests that stop Redis read the condition instead.
+	redis.SetLogger(quietRedis{})
 	env, err := kubeenv.NewEnvironment()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "envtest:", err)
@@ -77,6 +80,10 @@ func runSuite(m *testing.M) int {
 	}
 	return code
 }
+
+type quietRedis struct{}
+
+func (quietRedis) Printf(context.Context, string, ...any) {}
 
 func must(err error) {
 	if err != nil {

@@ -296,7 +296,7 @@ type ScalingRules struct {
 	// +optional
 	SelectPolicy *SelectPolicy `json:"selectPolicy,omitempty"`
 
-	// policies bound each step. Defaults: up +100% or +4 pods per 60 s (bounded because
+	// policies bound each step. Defaults: up +100% or +4 pods per 30 s (bounded because
 	// Anthropic applies acceleration limits), down 100% per 15 s.
 	// +optional
 	// +listType=atomic
@@ -396,6 +396,43 @@ type QueueStatus struct {
 	// inFlight is the number of jobs being worked on.
 	// +optional
 	InFlight int64 `json:"inFlight"`
+
+	// arrivalsPerMinute is the smoothed estimate of jobs arriving per minute; the declared
+	// traffic until the queue has been observed.
+	// +optional
+	ArrivalsPerMinute int64 `json:"arrivalsPerMinute"`
+
+	// lastPollTime is when the queue was last read successfully.
+	// +optional
+	LastPollTime *metav1.Time `json:"lastPollTime,omitempty"`
+}
+
+// ReplicaPoint is a replica count in force from time on.
+type ReplicaPoint struct {
+	// time the count took effect.
+	// +required
+	Time metav1.Time `json:"time"`
+
+	// replicas counted.
+	// +required
+	Replicas int32 `json:"replicas"`
+}
+
+// ScalingHistory is the memory the scaling behavior needs: past recommendations for the
+// stabilization windows and past replica counts for the policy periods. Kept in status so an
+// operator restart in the middle of a spike resumes instead of flapping.
+type ScalingHistory struct {
+	// recommendations are past recommendations, oldest first.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	Recommendations []ReplicaPoint `json:"recommendations,omitempty"`
+
+	// observed are the target's replica counts at past decisions, oldest first.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	Observed []ReplicaPoint `json:"observed,omitempty"`
 }
 
 // RateStatus is a rate per minute in each of the three dimensions.
@@ -497,6 +534,10 @@ type ClaudeCapacityStatus struct {
 	// plan is what the declared traffic needs.
 	// +optional
 	Plan *PlanStatus `json:"plan,omitempty"`
+
+	// history is the scaling behavior's memory (see ScalingHistory).
+	// +optional
+	History *ScalingHistory `json:"history,omitempty"`
 
 	// lastScaleTime is when the controller last changed the target's replicas.
 	// +optional

@@ -25,6 +25,8 @@ never larger than the organization's Anthropic rate limits allow.
 	root.AddCommand(
 		// Subcommands register here, one line each.
 		newPlanCommand(),
+		newLoadtestCommand(),
+		newMockCommand(),
 	)
 	return root
 }

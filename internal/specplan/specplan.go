@@ -3,6 +3,8 @@
 package specplan
 
 import (
+	"time"
+
 	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
 	"github.com/claudecap/claudecap/pkg/capacity"
 )
@@ -43,4 +45,50 @@ func valueOr[T any](p *T, def T) T {
 		return def
 	}
 	return *p
+}
+
+// Behavior is the spec's scaling behavior in the decision's terms: each direction the spec
+// leaves out, and each field of a direction it leaves out, keeps capacity.DefaultBehavior.
+func Behavior(spec *capacityv1alpha1.Behavior) capacity.Behavior {
+	b := capacity.DefaultBehavior()
+	if spec == nil {
+		return b
+	}
+	b.ScaleUp = scalingRules(spec.ScaleUp, b.ScaleUp)
+	b.ScaleDown = scalingRules(spec.ScaleDown, b.ScaleDown)
+	return b
+}
+
+func scalingRules(spec *capacityv1alpha1.ScalingRules, def capacity.ScalingRules) capacity.ScalingRules {
+	if spec == nil {
+		return def
+	}
+	r := def
+	if spec.StabilizationSeconds != nil {
+		r.StabilizationWindow = time.Duration(*spec.StabilizationSeconds) * time.Second
+	}
+	if spec.SelectPolicy != nil {
+		r.SelectPolicy = capacity.SelectPolicy(*spec.SelectPolicy)
+	}
+	if len(spec.Policies) > 0 {
+		r.Policies = make([]capacity.ScalingPolicy, 0, len(spec.Policies))
+		for _, p := range spec.Policies {
+			r.Policies = append(r.Policies, capacity.ScalingPolicy{
+				Type:   capacity.PolicyType(p.Type),
+				Value:  p.Value,
+				Period: time.Duration(p.PeriodSeconds) * time.Second,
+			})
+		}
+	}
+	return r
+}
+
+// RequestProfile is the declared average request as the token limits count it: input
+// tokens less the cache reads where the model's limit excludes them.
+func RequestProfile(traffic capacityv1alpha1.Traffic, model capacity.Model) capacity.RequestProfile {
+	input := float64(traffic.AvgInputTokens)
+	if !model.CacheReadsCountTowardITPM {
+		input *= 1 - valueOr(traffic.CacheHitRatio, 0)
+	}
+	return capacity.RequestProfile{InputTokens: input, OutputTokens: float64(traffic.AvgOutputTokens)}
 }

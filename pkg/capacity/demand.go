@@ -121,16 +121,23 @@ func (e *ArrivalEstimator) Observe(s QueueSample) error {
 	e.estimate.LastArrivals = arrivals
 
 	rate := float64(arrivals) / dt.Minutes()
-	if !completedKnown && rate <= e.estimate.PerMinute {
-		// Growth of the queue alone is a lower bound on arrivals: it can raise the
-		// estimate but not lower it.
-		return nil
+	tau := e.tau
+	if !completedKnown && rate < e.estimate.PerMinute {
+		// Growth of the queue alone is a lower bound on arrivals: a quiet queue whose
+		// workers keep up looks the same as one nobody feeds. Such intervals lower the
+		// estimate only slowly (ForgetFactor times tau), so a past burst is forgotten
+		// eventually instead of holding demand up forever.
+		tau *= ForgetFactor
 	}
-	alpha := 1 - math.Exp(-dt.Seconds()/e.tau.Seconds())
+	alpha := 1 - math.Exp(-dt.Seconds()/tau.Seconds())
 	e.estimate.PerMinute += alpha * (rate - e.estimate.PerMinute)
 	e.estimate.Observed = e.estimate.Observed || completedKnown
 	return nil
 }
+
+// ForgetFactor slows the decay of the arrival estimate when only queue growth is known
+// (no completion counter): such intervals use a time constant ForgetFactor times longer.
+const ForgetFactor = 10
 
 // ThroughputObservation is per-replica throughput measured by the caller.
 type ThroughputObservation struct {

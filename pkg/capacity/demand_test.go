@@ -64,12 +64,13 @@ func TestArrivalEstimator(t *testing.T) {
 			wantRate: 200, wantObserved: false, wantLast: 100,
 		},
 		{
-			name: "without completions a quiet queue cannot lower the estimate", prior: 10, tau: time.Nanosecond,
+			name: "without completions a quiet queue lowers the estimate only at a tenth of the pace", prior: 10, tau: 3 * time.Second,
 			samples: []QueueSample{
 				{Time: at(0), Backlog: 5},
 				{Time: at(30), Backlog: 5},
 			},
-			wantRate: 10, wantObserved: false, wantLast: 0,
+			// 30 s at tau 30 s (10 x 3 s): 1 - e^-1 of the way from 10 to 0.
+			wantRate: 10 * math.Exp(-1), wantObserved: false, wantLast: 0,
 		},
 		{
 			name: "a completion counter that goes down is a reset: only queue growth counts", prior: 0, tau: time.Nanosecond,

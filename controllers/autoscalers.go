@@ -1,0 +1,105 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
+)
+
+// Reasons of the ScalingActive condition.
+const (
+	ReasonScalingActive       = "ScalingActive"
+	ReasonPaused              = "Paused"
+	ReasonAmbiguousAutoscaler = "AmbiguousAutoscaler"
+	ReasonTargetMissing       = "TargetMissing"
+	ReasonInvalidAnnotation   = "InvalidAnnotation"
+)
+
+// kedaScaledObjectLabel is the label KEDA puts on the HPA it creates for a ScaledObject.
+const kedaScaledObjectLabel = "scaledobject.keda.sh/name"
+
+// checkScalingActive decides whether this reconcile may change replicas: not when paused
+// by annotation (KEDA's convention), and not when another autoscaler already targets the
+// same object, because two autoscalers on one target fight. KEDA's ScaledObjects show up
+// as the HPA KEDA creates for them.
+func (r *ClaudeCapacityReconciler) checkScalingActive(ctx context.Context, s *scope) (ctrl.Result, error) {
+	cc := s.cc
+	if v, ok := cc.Annotations[capacityv1alpha1.AnnotationPausedReplicas]; ok {
+		n, err := strconv.ParseInt(v, 10, 32)
+		if err != nil || n < 0 {
+			s.scalingBlocked = true
+			setCondition(cc, capacityv1alpha1.ConditionScalingActive, metav1.ConditionFalse, ReasonInvalidAnnotation,
+				fmt.Sprintf("annotation %s=%q is not a replica count; scaling is paused", capacityv1alpha1.AnnotationPausedReplicas, v))
+			return ctrl.Result{}, nil
+		}
+		replicas := int32(n)
+		s.pausedReplicas = &replicas
+		setCondition(cc, capacityv1alpha1.ConditionScalingActive, metav1.ConditionFalse, ReasonPaused,
+			fmt.Sprintf("paused at %d replicas by annotation %s", n, capacityv1alpha1.AnnotationPausedReplicas))
+		return ctrl.Result{}, nil
+	}
+	if cc.Annotations[capacityv1alpha1.AnnotationPaused] == "true" {
+		s.scalingBlocked = true
+		setCondition(cc, capacityv1alpha1.ConditionScalingActive, metav1.ConditionFalse, ReasonPaused,
+			fmt.Sprintf("paused by annotation %s: replicas are left as they are", capacityv1alpha1.AnnotationPaused))
+		return ctrl.Result{}, nil
+	}
+
+	other, err := r.competingAutoscaler(ctx, cc)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if other != "" {
+		s.scalingBlocked = true
+		setCondition(cc, capacityv1alpha1.ConditionScalingActive, metav1.ConditionFalse, ReasonAmbiguousAutoscaler,
+			fmt.Sprintf("%s already scales %s %s; claudecap will not fight it: remove one of the two",
+				other, cc.Spec.ScaleTargetRef.Kind, cc.Spec.ScaleTargetRef.Name))
+		return ctrl.Result{}, nil
+	}
+	if s.target == nil {
+		setCondition(cc, capacityv1alpha1.ConditionScalingActive, metav1.ConditionFalse, ReasonTargetMissing,
+			"nothing to scale until the target exists")
+		return ctrl.Result{}, nil
+	}
+	setCondition(cc, capacityv1alpha1.ConditionScalingActive, metav1.ConditionTrue, ReasonScalingActive,
+		"the controller manages the target's replicas")
+	return ctrl.Result{}, nil
+}
+
+// competingAutoscaler names an HPA (or the KEDA ScaledObject behind it) in the namespace
+// that targets the same object, or returns "".
+func (r *ClaudeCapacityReconciler) competingAutoscaler(ctx context.Context, cc *capacityv1alpha1.ClaudeCapacity) (string, error) {
+	var hpas autoscalingv2.HorizontalPodAutoscalerList
+	if err := r.List(ctx, &hpas, client.InNamespace(cc.Namespace)); err != nil {
+		return "", fmt.Errorf("listing HorizontalPodAutoscalers in %s: %w", cc.Namespace, err)
+	}
+	ref := cc.Spec.ScaleTargetRef
+	for i := range hpas.Items {
+		hpa := &hpas.Items[i]
+		t := hpa.Spec.ScaleTargetRef
+		if t.Kind != ref.Kind || t.Name != ref.Name || !sameGroup(t.APIVersion, ref.APIVersion) {
+			continue
+		}
+		if so := hpa.Labels[kedaScaledObjectLabel]; so != "" {
+			return fmt.Sprintf("KEDA ScaledObject %s (through HorizontalPodAutoscaler %s)", so, hpa.Name), nil
+		}
+		return "HorizontalPodAutoscaler " + hpa.Name, nil
+	}
+	return "", nil
+}
+
+// sameGroup compares the API groups of two apiVersions; versions of one group name the
+// same object.
+func sameGroup(a, b string) bool {
+	ga, errA := schema.ParseGroupVersion(a)
+	gb, errB := schema.ParseGroupVersion(b)
+	return errA == nil && errB == nil && ga.Group == gb.Group
+}

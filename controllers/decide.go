@@ -1,0 +1,144 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
+	"github.com/claudecap/claudecap/internal/specplan"
+	"github.com/claudecap/claudecap/pkg/capacity"
+)
+
+// Reasons of the ScalingLimited condition besides the limitedBy values.
+const (
+	ReasonDemandDecides = "DemandDecides"
+	ReasonHeld          = "Held"
+)
+
+// decide computes demand, this workload's share of its pool, and the desired replicas
+// (all in pkg/capacity), and records them in status. It changes nothing outside the object;
+// the scale step applies the result.
+func (r *ClaudeCapacityReconciler) decide(ctx context.Context, s *scope) (ctrl.Result, error) {
+	cc := s.cc
+	if s.target == nil {
+		return ctrl.Result{}, nil
+	}
+	current := s.target.scale.Spec.Replicas
+	cc.Status.DesiredReplicas = current
+	if s.limits == (capacity.TierLimits{}) {
+		s.hold(cc, "no limits are known for this workload (see PlanFits), so replicas are held at %d", current)
+		return ctrl.Result{}, nil
+	}
+	if s.signalsMissing {
+		s.hold(cc, "queue signals are unavailable (see SignalsAvailable), so replicas are held at %d and never scaled to zero on missing data", current)
+		return ctrl.Result{}, nil
+	}
+
+	mu := float64(cc.Spec.Worker.RequestsPerMinutePerReplica)
+	demand, err := capacity.ComputeDemand(s.demandInput(mu))
+	if err != nil {
+		return ctrl.Result{}, fmt.Errorf("computing demand: %w", err)
+	}
+	members, err := r.poolMembers(ctx, s)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	pool, claims := r.poolClaims(s, members, demand)
+	shares, err := capacity.FairShare(pool, claims)
+	if err != nil {
+		return ctrl.Result{}, fmt.Errorf("sharing the pool budget: %w", err)
+	}
+	allocation := shares.Members[0] // this workload's claim is always the first
+
+	decision, err := capacity.Decide(capacity.DecisionInput{
+		Now:             r.now(),
+		CurrentReplicas: current,
+		MinReplicas:     cc.Spec.Replicas.Min,
+		MaxReplicas:     cc.Spec.Replicas.Max,
+		Demand:          demand,
+		Allocation:      allocation,
+		Behavior:        specplan.Behavior(cc.Spec.Behavior),
+		History:         historyFromStatus(cc.Status.History),
+	})
+	if err != nil {
+		return ctrl.Result{}, fmt.Errorf("deciding replicas: %w", err)
+	}
+
+	if cc.Status.DemandReplicas != demand.Replicas {
+		r.nudgeSiblings(s, members)
+	}
+	cc.Status.DemandReplicas = demand.Replicas
+	cc.Status.CapReplicas = &decision.CapReplicas
+	cc.Status.DesiredReplicas = decision.DesiredReplicas
+	cc.Status.LimitedBy = capacityv1alpha1.LimitReason(decision.LimitedBy)
+	cc.Status.History = historyToStatus(decision.History)
+	cc.Status.Allocation = &capacityv1alpha1.RateStatus{
+		RequestsPerMinute:     allocation.Share[capacity.Requests] + allocation.Headroom[capacity.Requests],
+		InputTokensPerMinute:  allocation.Share[capacity.InputTokens] + allocation.Headroom[capacity.InputTokens],
+		OutputTokensPerMinute: allocation.Share[capacity.OutputTokens] + allocation.Headroom[capacity.OutputTokens],
+	}
+	if decision.LimitedBy == capacity.LimitedByQueue && decision.Restraint == "" {
+		setCondition(cc, capacityv1alpha1.ConditionScalingLimited, metav1.ConditionFalse, ReasonDemandDecides, decision.Message)
+	} else {
+		reason := string(decision.LimitedBy)
+		if decision.LimitedBy == capacity.LimitedByQueue {
+			reason = string(decision.Restraint)
+		}
+		setCondition(cc, capacityv1alpha1.ConditionScalingLimited, metav1.ConditionTrue, reason, decision.Message)
+	}
+	s.decision = &decision
+	r.metrics.observeDecision(cc, demand, decision, allocation)
+	return ctrl.Result{}, nil
+}
+
+// demandInput is the queue as last read, or, for a workload without a queue, the declared
+// traffic: then demand is the declared rate over mu, and never idle.
+func (s *scope) demandInput(mu float64) capacity.DemandInput {
+	in := capacity.DemandInput{ThroughputPerReplica: mu, DrainTime: 120 * time.Second}
+	if q := s.cc.Spec.Queue; q != nil && q.TargetDrainSeconds > 0 {
+		in.DrainTime = time.Duration(q.TargetDrainSeconds) * time.Second
+	}
+	if s.sample == nil {
+		declared := float64(s.cc.Spec.Traffic.RequestsPerMinute)
+		in.Arrivals = capacity.ArrivalEstimate{PerMinute: declared, LastArrivals: max(1, int64(declared))}
+		return in
+	}
+	in.Backlog, in.InFlight, in.Arrivals = s.sample.Backlog, s.sample.InFlight, s.arrivals
+	return in
+}
+
+// hold keeps the current replicas and says why in ScalingLimited.
+func (s *scope) hold(cc *capacityv1alpha1.ClaudeCapacity, format string, args ...any) {
+	s.held = true
+	cc.Status.LimitedBy = capacityv1alpha1.LimitedByHeld
+	setCondition(cc, capacityv1alpha1.ConditionScalingLimited, metav1.ConditionTrue, ReasonHeld, fmt.Sprintf(format, args...))
+}
+
+func historyFromStatus(h *capacityv1alpha1.ScalingHistory) capacity.History {
+	if h == nil {
+		return capacity.History{}
+	}
+	convert := func(points []capacityv1alpha1.ReplicaPoint) []capacity.ReplicaPoint {
+		out := make([]capacity.ReplicaPoint, 0, len(points))
+		for _, p := range points {
+			out = append(out, capacity.ReplicaPoint{Time: p.Time.Time, Replicas: p.Replicas})
+		}
+		return out
+	}
+	return capacity.History{Recommendations: convert(h.Recommendations), Observed: convert(h.Observed)}
+}
+
+func historyToStatus(h capacity.History) *capacityv1alpha1.ScalingHistory {
+	convert := func(points []capacity.ReplicaPoint) []capacityv1alpha1.ReplicaPoint {
+		out := make([]capacityv1alpha1.ReplicaPoint, 0, len(points))
+		for _, p := range points {
+			out = append(out, capacityv1alpha1.ReplicaPoint{Time: metav1.NewTime(p.Time), Replicas: p.Replicas})
+		}
+		return out
+	}
+	return &capacityv1alpha1.ScalingHistory{Recommendations: convert(h.Recommendations), Observed: convert(h.Observed)}
+}

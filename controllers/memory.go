@@ -1,0 +1,74 @@
+package controllers
+
+import (
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/claudecap/claudecap/pkg/capacity"
+	"github.com/claudecap/claudecap/pkg/signals"
+)
+
+// memory is what the controller remembers about each ClaudeCapacity between reconciles
+// that is not worth a status field: the arrival estimator and the signal failure streak.
+// It is rebuilt from nothing after a restart: the estimator starts again from the declared
+// traffic, and the scaling history (which does matter for flapping) lives in status.
+type memory struct {
+	mu    sync.Mutex
+	items map[types.NamespacedName]*workloadMemory
+}
+
+type workloadMemory struct {
+	// generation of the spec the estimator was built for; a new spec restarts it.
+	generation int64
+	estimator  *capacity.ArrivalEstimator
+	// failures counts consecutive failed signal reads, for backoff and events.
+	failures int
+	// lastSignalError is the last failure's message, to emit an event only when it changes.
+	lastSignalError string
+	// password caches the Redis password read from a Secret, and when it was read.
+	password     string
+	passwordRead time.Time
+	// reader polls the queue over a connection shared with other workloads on the same
+	// Redis; it is rebuilt when the connection or the queue changes.
+	reader      *signals.Reader
+	readerConn  signals.Connection
+	readerQueue signals.Queue
+}
+
+// closeReader gives the reader's shared connection back.
+func (w *workloadMemory) closeReader() {
+	if w.reader != nil {
+		w.reader.Close()
+		w.reader = nil
+	}
+}
+
+func newMemory() *memory {
+	return &memory{items: map[types.NamespacedName]*workloadMemory{}}
+}
+
+// get returns the memory of one ClaudeCapacity, creating it on first use. Callers hold no
+// lock across I/O: one reconcile per object runs at a time (controller-runtime guarantees
+// it), so the returned value is only touched by that reconcile.
+func (m *memory) get(key types.NamespacedName) *workloadMemory {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	w, ok := m.items[key]
+	if !ok {
+		w = &workloadMemory{}
+		m.items[key] = w
+	}
+	return w
+}
+
+// forget drops a deleted ClaudeCapacity's memory.
+func (m *memory) forget(key types.NamespacedName) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if w, ok := m.items[key]; ok {
+		w.closeReader()
+	}
+	delete(m.items, key)
+}

@@ -1,0 +1,329 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
+	"github.com/claudecap/claudecap/internal/testutil/redistest"
+)
+
+// fastBehavior lets tests see the end state of a decision within a poll or two: any step
+// up or down per second, no stabilization window.
+func fastBehavior() *capacityv1alpha1.Behavior {
+	fast := func() *capacityv1alpha1.ScalingRules {
+		return &capacityv1alpha1.ScalingRules{
+			StabilizationSeconds: ptr.To[int32](0),
+			Policies:             []capacityv1alpha1.ScalingPolicy{{Type: capacityv1alpha1.PercentScalingPolicy, Value: 1000, PeriodSeconds: 1}},
+		}
+	}
+	return &capacityv1alpha1.Behavior{ScaleUp: fast(), ScaleDown: fast()}
+}
+
+// queued returns a ClaudeCapacity on a Redis list with the seed traffic (30 requests per
+// minute per replica, 500 input and 200 output tokens per request) and large limits, so
+// that the queue decides unless a test lowers a limit.
+func queued(ns, name, org, addr, list string) *capacityv1alpha1.ClaudeCapacity {
+	cc := validClaudeCapacity(ns, name)
+	cc.Spec.ScaleTargetRef.Name = name
+	cc.Spec.Organization = org
+	cc.Spec.Limits = capacityv1alpha1.Limits{Tier: capacityv1alpha1.Tier4}
+	cc.Spec.HeadroomPercent = 100
+	cc.Spec.Traffic = capacityv1alpha1.Traffic{RequestsPerMinute: 30, AvgInputTokens: 500, AvgOutputTokens: 200}
+	cc.Spec.Worker.RequestsPerMinutePerReplica = 30
+	cc.Spec.Queue = &capacityv1alpha1.Queue{
+		Redis:              capacityv1alpha1.RedisConnection{Address: addr},
+		List:               list,
+		ProcessingList:     list + ":processing",
+		TargetDrainSeconds: 120,
+	}
+	cc.Spec.Replicas = capacityv1alpha1.Replicas{Min: 0, Max: 100}
+	cc.Spec.Behavior = fastBehavior()
+	cc.Spec.PollIntervalSeconds = 1
+	return cc
+}
+
+func push(g Gomega, srv *redistest.Server, list string, n int) {
+	jobs := make([]any, n)
+	for i := range jobs {
+		jobs[i] = fmt.Sprintf("job-%d", i)
+	}
+	g.Expect(srv.Client().RPush(context.Background(), list, jobs...).Err()).To(Succeed())
+}
+
+func specReplicas(g Gomega, ns, name string) int32 {
+	d := &appsv1.Deployment{}
+	g.Expect(k8sClient.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, d)).To(Succeed())
+	return ptr.Deref(d.Spec.Replicas, 1)
+}
+
+func getCC(g Gomega, cc *capacityv1alpha1.ClaudeCapacity) *capacityv1alpha1.ClaudeCapacity {
+	got := &capacityv1alpha1.ClaudeCapacity{}
+	g.Expect(k8sClient.Get(context.Background(), client.ObjectKeyFromObject(cc), got)).To(Succeed())
+	return got
+}
+
+func TestBacklogRaisesReplicasToDemand(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	ns := newNamespace(t)
+	g.Expect(k8sClient.Create(ctx, newDeployment(ns, "workers", 1))).To(Succeed())
+	cc := queued(ns, "workers", "demand", srv.Addr(), "jobs")
+	g.Expect(k8sClient.Create(ctx, cc)).To(Succeed())
+
+	// An empty, quiet queue needs nothing: min replicas is 0.
+	g.Eventually(func(g Gomega) {
+		got := getCC(g, cc)
+		g.Expect(meta.IsStatusConditionTrue(got.Status.Conditions, capacityv1alpha1.ConditionSignalsAvailable)).To(BeTrue())
+		g.Expect(got.Status.Queue).NotTo(BeNil())
+		g.Expect(got.Status.DemandReplicas).To(BeZero())
+	}, eventually).Should(Succeed())
+
+	// 600 jobs to drain in 120 s need at least 10 replicas of 30/min; the burst also
+	// raises the arrival estimate above the declared 30/min, so demand is higher still.
+	push(g, srv, "jobs", 600)
+	g.Eventually(func(g Gomega) {
+		got := getCC(g, cc)
+		g.Expect(got.Status.Queue.Depth).To(Equal(int64(600)))
+		g.Expect(got.Status.DemandReplicas).To(BeNumerically(">=", 11))
+		g.Expect(got.Status.DesiredReplicas).To(Equal(got.Status.DemandReplicas))
+		g.Expect(specReplicas(g, ns, "workers")).To(Equal(got.Status.DesiredReplicas))
+		g.Expect(got.Status.LimitedBy).To(Equal(capacityv1alpha1.LimitedByQueue))
+		g.Expect(got.Status.LastScaleTime).NotTo(BeNil())
+	}, eventually).Should(Succeed())
+}
+
+func TestQueueKnownBeforehandScalesToExactDemand(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	ns := newNamespace(t)
+	// The first poll is the estimator's baseline, so arrivals stay at the declared
+	// 30/min: 600/120 s = 300/min plus 30/min is 330/min, 11 replicas of 30/min.
+	push(g, srv, "jobs", 600)
+	g.Expect(k8sClient.Create(ctx, newDeployment(ns, "workers", 1))).To(Succeed())
+	cc := queued(ns, "workers", "exact", srv.Addr(), "jobs")
+	g.Expect(k8sClient.Create(ctx, cc)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(specReplicas(g, ns, "workers")).To(Equal(int32(11)))
+		got := getCC(g, cc)
+		g.Expect(got.Status.DemandReplicas).To(Equal(int32(11)))
+		g.Expect(got.Status.Queue.ArrivalsPerMinute).To(Equal(int64(30)))
+	}, eventually).Should(Succeed())
+}
+
+func TestLowLimitsCapReplicasAndNameTheDimension(t *testing.T) {
+	srv := redistest.Start(t)
+	// Each replica uses 30 requests, 15,000 input and 6,000 output tokens per minute.
+	// Each case leaves room for exactly 3 replicas in one dimension.
+	cases := []struct {
+		dimension capacityv1alpha1.LimitReason
+		limits    capacityv1alpha1.Limits
+	}{
+		{capacityv1alpha1.LimitedByRequests, explicitLimits(95, 10_000_000, 10_000_000)},
+		{capacityv1alpha1.LimitedByInputTokens, explicitLimits(10_000, 50_000, 10_000_000)},
+		{capacityv1alpha1.LimitedByOutputTokens, explicitLimits(10_000, 10_000_000, 20_000)},
+	}
+	for _, tc := range cases {
+		t.Run(string(tc.dimension), func(t *testing.T) {
+			g := NewWithT(t)
+			ctx := context.Background()
+			ns := newNamespace(t)
+			list := "jobs-" + string(tc.dimension)
+			push(g, srv, list, 600)
+			g.Expect(k8sClient.Create(ctx, newDeployment(ns, "workers", 1))).To(Succeed())
+			cc := queued(ns, "workers", "capped-"+ns, srv.Addr(), list)
+			cc.Spec.Limits = tc.limits
+			g.Expect(k8sClient.Create(ctx, cc)).To(Succeed())
+			g.Eventually(func(g Gomega) {
+				g.Expect(specReplicas(g, ns, "workers")).To(Equal(int32(3)))
+				got := getCC(g, cc)
+				g.Expect(got.Status.DemandReplicas).To(Equal(int32(11)))
+				g.Expect(*got.Status.CapReplicas).To(Equal(int32(3)))
+				g.Expect(got.Status.LimitedBy).To(Equal(tc.dimension))
+				limited := meta.FindStatusCondition(got.Status.Conditions, capacityv1alpha1.ConditionScalingLimited)
+				g.Expect(limited.Status).To(Equal(metav1.ConditionTrue))
+				g.Expect(limited.Reason).To(Equal(string(tc.dimension)))
+			}, eventually).Should(Succeed())
+		})
+	}
+}
+
+func explicitLimits(rpm, itpm, otpm int64) capacityv1alpha1.Limits {
+	return capacityv1alpha1.Limits{RequestsPerMinute: &rpm, InputTokensPerMinute: &itpm, OutputTokensPerMinute: &otpm}
+}
+
+func TestPoolIsSharedByWeightAndIdleSharesGoToOthers(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	ns := newNamespace(t)
+	// 48,000 output tokens per minute carry 8 replicas of 6,000; both queues want 11.
+	limits := explicitLimits(10_000, 10_000_000, 48_000)
+	small := queued(ns, "small", "shared", srv.Addr(), "small-jobs")
+	small.Spec.Limits, small.Spec.Weight = limits, 1
+	big := queued(ns, "big", "shared", srv.Addr(), "big-jobs")
+	big.Spec.Limits, big.Spec.Weight = limits, 3
+	push(g, srv, "small-jobs", 600)
+	push(g, srv, "big-jobs", 600)
+	for _, cc := range []*capacityv1alpha1.ClaudeCapacity{small, big} {
+		g.Expect(k8sClient.Create(ctx, newDeployment(ns, cc.Name, 1))).To(Succeed())
+		g.Expect(k8sClient.Create(ctx, cc)).To(Succeed())
+	}
+
+	g.Eventually(func(g Gomega) {
+		s, b := getCC(g, small), getCC(g, big)
+		g.Expect(s.Status.Allocation).NotTo(BeNil())
+		g.Expect(b.Status.Allocation).NotTo(BeNil())
+		g.Expect(s.Status.Allocation.OutputTokensPerMinute * 3).To(Equal(b.Status.Allocation.OutputTokensPerMinute))
+		g.Expect(s.Status.Allocation.OutputTokensPerMinute + b.Status.Allocation.OutputTokensPerMinute).To(BeNumerically("<=", 48_000))
+		g.Expect(specReplicas(g, ns, "small")).To(Equal(int32(2)))
+		g.Expect(specReplicas(g, ns, "big")).To(Equal(int32(6)))
+		g.Expect(s.Status.LimitedBy).To(Equal(capacityv1alpha1.LimitedByPoolShare))
+	}, eventually).Should(Succeed())
+
+	// The big workload's queue empties (and its declared traffic is idle): the small one
+	// gets what the big one no longer claims.
+	g.Expect(srv.Client().Del(ctx, "big-jobs").Err()).To(Succeed())
+	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(big), big)).To(Succeed())
+	big.Spec.Traffic.RequestsPerMinute = 1
+	g.Expect(k8sClient.Update(ctx, big)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		b := getCC(g, big)
+		g.Expect(b.Status.DemandReplicas).To(BeNumerically("<=", 1))
+		s := getCC(g, small)
+		g.Expect(*s.Status.CapReplicas).To(BeNumerically(">=", 7))
+		g.Expect(specReplicas(g, ns, "small")).To(BeNumerically(">=", 7))
+	}, eventually).Should(Succeed())
+}
+
+func TestDeadRedisHoldsReplicasAndRecovers(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	ns := newNamespace(t)
+	g.Expect(k8sClient.Create(ctx, newDeployment(ns, "workers", 1))).To(Succeed())
+	cc := queued(ns, "workers", "outage", srv.Addr(), "jobs")
+	push(g, srv, "jobs", 600)
+	g.Expect(k8sClient.Create(ctx, cc)).To(Succeed())
+	g.Eventually(func(g Gomega) { g.Expect(specReplicas(g, ns, "workers")).To(Equal(int32(11))) }, eventually).Should(Succeed())
+
+	srv.Stop()
+	g.Eventually(func(g Gomega) {
+		got := getCC(g, cc)
+		sig := meta.FindStatusCondition(got.Status.Conditions, capacityv1alpha1.ConditionSignalsAvailable)
+		g.Expect(sig.Status).To(Equal(metav1.ConditionFalse))
+		g.Expect(sig.Message).To(ContainSubstring(srv.Addr()))
+		g.Expect(got.Status.LimitedBy).To(Equal(capacityv1alpha1.LimitedByHeld))
+		g.Expect(meta.IsStatusConditionTrue(got.Status.Conditions, capacityv1alpha1.ConditionReady)).To(BeFalse())
+	}, eventually).Should(Succeed())
+	// Held, not scaled to zero on missing data, for several polls.
+	g.Consistently(func(g Gomega) { g.Expect(specReplicas(g, ns, "workers")).To(Equal(int32(11))) }, "4s").Should(Succeed())
+
+	// The restarted server is empty: the queue really is idle now, and the controller
+	// follows it down once signals are back.
+	srv.Restart()
+	g.Eventually(func(g Gomega) {
+		got := getCC(g, cc)
+		g.Expect(meta.IsStatusConditionTrue(got.Status.Conditions, capacityv1alpha1.ConditionSignalsAvailable)).To(BeTrue())
+		g.Expect(specReplicas(g, ns, "workers")).To(Equal(got.Status.DesiredReplicas))
+		g.Expect(got.Status.DesiredReplicas).To(BeNumerically("<", 11))
+	}, eventually).Should(Succeed())
+}
+
+func TestAnotherAutoscalerOnTheTargetIsNotFought(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	ns := newNamespace(t)
+	g.Expect(k8sClient.Create(ctx, newDeployment(ns, "workers", 2))).To(Succeed())
+	hpa := &autoscalingv2.HorizontalPodAutoscaler{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "workers"},
+		Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
+			ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "workers"},
+			MinReplicas:    ptr.To[int32](1),
+			MaxReplicas:    5,
+		},
+	}
+	g.Expect(k8sClient.Create(ctx, hpa)).To(Succeed())
+	push(g, srv, "jobs", 600)
+	cc := queued(ns, "workers", "fight", srv.Addr(), "jobs")
+	g.Expect(k8sClient.Create(ctx, cc)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		active := meta.FindStatusCondition(getCC(g, cc).Status.Conditions, capacityv1alpha1.ConditionScalingActive)
+		g.Expect(active).NotTo(BeNil())
+		g.Expect(active.Status).To(Equal(metav1.ConditionFalse))
+		g.Expect(active.Reason).To(Equal(ReasonAmbiguousAutoscaler))
+		g.Expect(active.Message).To(ContainSubstring("HorizontalPodAutoscaler workers"))
+	}, eventually).Should(Succeed())
+	g.Consistently(func(g Gomega) { g.Expect(specReplicas(g, ns, "workers")).To(Equal(int32(2))) }, "3s").Should(Succeed())
+}
+
+func TestPauseAnnotations(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	ns := newNamespace(t)
+	g.Expect(k8sClient.Create(ctx, newDeployment(ns, "workers", 2))).To(Succeed())
+	push(g, srv, "jobs", 600)
+	cc := queued(ns, "workers", "paused", srv.Addr(), "jobs")
+	cc.Annotations = map[string]string{capacityv1alpha1.AnnotationPaused: "true"}
+	g.Expect(k8sClient.Create(ctx, cc)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		active := meta.FindStatusCondition(getCC(g, cc).Status.Conditions, capacityv1alpha1.ConditionScalingActive)
+		g.Expect(active).NotTo(BeNil())
+		g.Expect(active.Reason).To(Equal(ReasonPaused))
+	}, eventually).Should(Succeed())
+	g.Consistently(func(g Gomega) { g.Expect(specReplicas(g, ns, "workers")).To(Equal(int32(2))) }, "3s").Should(Succeed())
+
+	// paused-replicas sets the count once and keeps it.
+	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(cc), cc)).To(Succeed())
+	cc.Annotations = map[string]string{capacityv1alpha1.AnnotationPausedReplicas: "4"}
+	g.Expect(k8sClient.Update(ctx, cc)).To(Succeed())
+	g.Eventually(func(g Gomega) { g.Expect(specReplicas(g, ns, "workers")).To(Equal(int32(4))) }, eventually).Should(Succeed())
+	g.Consistently(func(g Gomega) { g.Expect(specReplicas(g, ns, "workers")).To(Equal(int32(4))) }, "3s").Should(Succeed())
+
+	// Unpaused, it follows the queue again.
+	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(cc), cc)).To(Succeed())
+	cc.Annotations = nil
+	g.Expect(k8sClient.Update(ctx, cc)).To(Succeed())
+	g.Eventually(func(g Gomega) { g.Expect(specReplicas(g, ns, "workers")).To(Equal(int32(11))) }, eventually).Should(Succeed())
+}
+
+func TestScaleDownWaitsForInFlightWork(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	ns := newNamespace(t)
+	g.Expect(k8sClient.Create(ctx, newDeployment(ns, "workers", 1))).To(Succeed())
+	cc := queued(ns, "workers", "inflight", srv.Addr(), "jobs")
+	cc.Spec.Traffic.RequestsPerMinute = 1
+	push(g, srv, "jobs", 600)
+	g.Expect(k8sClient.Create(ctx, cc)).To(Succeed())
+	g.Eventually(func(g Gomega) { g.Expect(specReplicas(g, ns, "workers")).To(Equal(int32(11))) }, eventually).Should(Succeed())
+
+	// The backlog is gone but 6 jobs are still being worked on: replicas may fall to what
+	// the in-flight work occupies, not below.
+	g.Expect(srv.Client().Del(ctx, "jobs").Err()).To(Succeed())
+	push(g, srv, "jobs:processing", 6)
+	g.Eventually(func(g Gomega) {
+		g.Expect(specReplicas(g, ns, "workers")).To(Equal(int32(6)))
+		limited := meta.FindStatusCondition(getCC(g, cc).Status.Conditions, capacityv1alpha1.ConditionScalingLimited)
+		g.Expect(limited.Reason).To(Equal("WorkInFlight"))
+	}, eventually).Should(Succeed())
+	g.Consistently(func(g Gomega) { g.Expect(specReplicas(g, ns, "workers")).To(Equal(int32(6))) }, "3s").Should(Succeed())
+
+	// Work done: down to zero once idle (no stabilization window in this test).
+	g.Expect(srv.Client().Del(ctx, "jobs:processing").Err()).To(Succeed())
+	g.Eventually(func(g Gomega) { g.Expect(specReplicas(g, ns, "workers")).To(Equal(int32(0))) }, eventually).Should(Succeed())
+}

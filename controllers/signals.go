@@ -1,0 +1,133 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
+	"github.com/claudecap/claudecap/pkg/capacity"
+	"github.com/claudecap/claudecap/pkg/signals"
+)
+
+// Reasons of the SignalsAvailable condition.
+const (
+	ReasonQueueRead          = "QueueRead"
+	ReasonDeclaredTraffic    = "DeclaredTraffic"
+	ReasonSignalsUnavailable = "SignalsUnavailable"
+	ReasonSecretUnreadable   = "SecretUnreadable"
+)
+
+const (
+	// passwordTTL is how long a Redis password read from a Secret is reused before the
+	// Secret is read again; rotating it takes effect within this time.
+	passwordTTL = 30 * time.Second
+	// maxSignalBackoff bounds the retry interval while Redis is unreachable.
+	maxSignalBackoff = 30 * time.Second
+)
+
+// readSignals polls the queue once (one pipelined Redis round trip) and folds the sample
+// into the arrival estimate. When the read fails, later steps hold the replicas as they
+// are: missing data never scales anything down.
+func (r *ClaudeCapacityReconciler) readSignals(ctx context.Context, s *scope) (ctrl.Result, error) {
+	cc := s.cc
+	q := cc.Spec.Queue
+	if q == nil {
+		setCondition(cc, capacityv1alpha1.ConditionSignalsAvailable, metav1.ConditionTrue, ReasonDeclaredTraffic,
+			fmt.Sprintf("no queue is declared: demand follows the declared %d requests per minute", cc.Spec.Traffic.RequestsPerMinute))
+		return ctrl.Result{}, nil
+	}
+	w := r.memory.get(client.ObjectKeyFromObject(cc))
+
+	password, err := r.redisPassword(ctx, cc.Namespace, q.Redis.PasswordSecretRef, w)
+	if err != nil {
+		return r.signalsFailed(s, w, ReasonSecretUnreadable, err), nil
+	}
+	conn := signals.Connection{Address: q.Redis.Address, Password: password, TLS: q.Redis.TLS, Database: int(q.Redis.Database)}
+	queue := signals.Queue{List: q.List, ProcessingList: q.ProcessingList, Stream: q.Stream, ConsumerGroup: q.ConsumerGroup}
+	if w.reader == nil || w.readerConn != conn || w.readerQueue != queue {
+		w.closeReader()
+		reader, err := r.Signals.NewReader(conn, queue, signals.ReaderOptions{Now: r.now})
+		if err != nil {
+			return r.signalsFailed(s, w, ReasonSignalsUnavailable, err), nil
+		}
+		w.reader, w.readerConn, w.readerQueue = reader, conn, queue
+	}
+	sample, err := w.reader.Poll(ctx)
+	if err != nil {
+		return r.signalsFailed(s, w, ReasonSignalsUnavailable, err), nil
+	}
+
+	if w.estimator == nil || w.generation != cc.Generation {
+		// A new spec may declare new traffic: start again from it.
+		w.estimator, err = capacity.NewArrivalEstimator(float64(cc.Spec.Traffic.RequestsPerMinute), 0)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		w.generation = cc.Generation
+	}
+	if err := w.estimator.Observe(sample.QueueSample); err != nil {
+		return ctrl.Result{}, fmt.Errorf("folding the queue sample into the arrival estimate: %w", err)
+	}
+	s.sample, s.arrivals = &sample.QueueSample, w.estimator.Estimate()
+
+	polled := metav1.NewTime(sample.Time)
+	cc.Status.Queue = &capacityv1alpha1.QueueStatus{
+		Depth:             sample.Backlog,
+		InFlight:          sample.InFlight,
+		ArrivalsPerMinute: int64(s.arrivals.PerMinute + 0.5),
+		LastPollTime:      &polled,
+	}
+	if w.failures > 0 {
+		r.Recorder.Eventf(cc, nil, corev1.EventTypeNormal, EventSignalsRecovered, "ReadSignals",
+			"queue signals are back after %d failed reads", w.failures)
+	}
+	w.failures, w.lastSignalError = 0, ""
+	setCondition(cc, capacityv1alpha1.ConditionSignalsAvailable, metav1.ConditionTrue, ReasonQueueRead,
+		fmt.Sprintf("%s on %s: %d waiting, %d in flight, about %d arriving per minute",
+			queue, q.Redis.Address, sample.Backlog, sample.InFlight, cc.Status.Queue.ArrivalsPerMinute))
+	return ctrl.Result{}, nil
+}
+
+// signalsFailed records a failed read: SignalsAvailable=False with the error (which never
+// holds the password), an event when the error is new, and a retry with backoff.
+func (r *ClaudeCapacityReconciler) signalsFailed(s *scope, w *workloadMemory, reason string, err error) ctrl.Result {
+	cc := s.cc
+	s.signalsMissing = true
+	w.failures++
+	r.metrics.signalError(cc)
+	msg := err.Error()
+	setCondition(cc, capacityv1alpha1.ConditionSignalsAvailable, metav1.ConditionFalse, reason,
+		msg+"; replicas are held until the queue can be read again")
+	if msg != w.lastSignalError {
+		r.Recorder.Eventf(cc, nil, corev1.EventTypeWarning, EventSignalsLost, "ReadSignals", "%s", msg)
+		w.lastSignalError = msg
+	}
+	backoff := pollInterval(cc) << min(w.failures-1, 5)
+	return ctrl.Result{RequeueAfter: min(backoff, maxSignalBackoff)}
+}
+
+// redisPassword reads the password from its Secret, reusing it for passwordTTL.
+func (r *ClaudeCapacityReconciler) redisPassword(ctx context.Context, namespace string, ref *capacityv1alpha1.SecretKeyRef, w *workloadMemory) (string, error) {
+	if ref == nil {
+		return "", nil
+	}
+	if w.password != "" && r.now().Sub(w.passwordRead) < passwordTTL {
+		return w.password, nil
+	}
+	secret := &corev1.Secret{}
+	if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: ref.Name}, secret); err != nil {
+		return "", fmt.Errorf("reading the Redis password from Secret %s/%s: %w", namespace, ref.Name, err)
+	}
+	value, ok := secret.Data[ref.Key]
+	if !ok {
+		return "", fmt.Errorf("secret %s/%s has no key %q for the Redis password", namespace, ref.Name, ref.Key)
+	}
+	w.password, w.passwordRead = string(value), r.now()
+	return w.password, nil
+}

@@ -1,0 +1,299 @@
+package ratelimit
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"sort"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/claudecap/claudecap/internal/testutil/redistest"
+)
+
+// hammerChildEnv carries "addr|organization|class|milliseconds|seed" to a child.
+const hammerChildEnv = "CCAP_RATELIMIT_HAMMER_CHILD"
+
+// hammerLimits are small so the buckets bind many times during the run:
+// refill 20 requests, 200 input and 100 output tokens per second.
+var hammerLimits = Limits{RequestsPerMinute: 1200, InputTokensPerMinute: 12000, OutputTokensPerMinute: 6000}
+
+// logEntry is one change the pool applied, as Redis reported it.
+type logEntry struct {
+	Seq int64 `json:"seq"`
+	// At is Redis time in microseconds.
+	At int64 `json:"at"`
+	// Take is set for admissions, Give for settlements (negative = debt).
+	Take Amounts `json:"take"`
+	Give Amounts `json:"give"`
+}
+
+// hammer runs goroutines against the pool until the deadline and returns every
+// admission and settlement with Redis's sequence number and time.
+func hammer(rdb redis.UniversalClient, pool PoolKey, goroutines int, d time.Duration, seed uint64) ([]logEntry, error) {
+	l, err := New(rdb, Options{Pool: pool, Workload: "ai/hammer", Lease: 2 * time.Second})
+	if err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(d)
+	var (
+		mu   sync.Mutex
+		log  []logEntry
+		errs []error
+		wg   sync.WaitGroup
+	)
+	add := func(e logEntry) { mu.Lock(); log = append(log, e); mu.Unlock() }
+	for g := range goroutines {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(seed, uint64(g)))
+			ctx, cancel := context.WithDeadline(context.Background(), deadline)
+			defer cancel()
+			for ctx.Err() == nil {
+				cost := Amounts{1, 1 + rng.Int64N(60), 1 + rng.Int64N(40)}
+				var r *Reservation
+				var err error
+				if g%2 == 0 {
+					r, err = l.Wait(ctx, cost)
+				} else if r, err = l.TryReserve(ctx, cost); errors.Is(err, ErrRateLimited) {
+					time.Sleep(2 * time.Millisecond)
+					continue
+				}
+				if err != nil {
+					if ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) {
+						mu.Lock()
+						errs = append(errs, err)
+						mu.Unlock()
+					}
+					return
+				}
+				add(logEntry{Seq: r.Seq, At: r.GrantedAt.UnixMicro(), Take: cost})
+				var s Settlement
+				switch p := rng.IntN(10); {
+				case p < 5: // Usually less than reserved, sometimes an overage.
+					s, err = r.Settle(context.Background(), Actual{
+						InputTokens:  rng.Int64N(cost.InputTokens + 10),
+						OutputTokens: rng.Int64N(cost.OutputTokens + 5),
+					})
+				case p < 6:
+					s, err = r.Cancel(context.Background())
+				default:
+					continue // Never settled: stays charged, its lease expires.
+				}
+				if err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+					return
+				}
+				add(logEntry{Seq: s.Seq, At: s.At.UnixMicro(), Give: s.Returned})
+			}
+		})
+	}
+	wg.Wait()
+	return log, errors.Join(errs...)
+}
+
+// runHammerChild is the body of a child client process: hammer, then print
+// the log as JSON lines on stdout.
+func runHammerChild() int {
+	var addr, org, class string
+	var ms, seed uint64
+	parts := bytes.Split([]byte(os.Getenv(hammerChildEnv)), []byte("|"))
+	if len(parts) != 5 {
+		fmt.Fprintln(os.Stderr, "hammer child: bad", hammerChildEnv)
+		return 2
+	}
+	addr, org, class = string(parts[0]), string(parts[1]), string(parts[2])
+	ms, _ = strconv.ParseUint(string(parts[3]), 10, 64)
+	seed, _ = strconv.ParseUint(string(parts[4]), 10, 64)
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	defer func() { _ = rdb.Close() }()
+	log, err := hammer(rdb, PoolKey{org, class}, 8, time.Duration(ms)*time.Millisecond, seed)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "hammer child:", err)
+		return 1
+	}
+	enc := json.NewEncoder(os.Stdout)
+	for _, e := range log {
+		if err := enc.Encode(e); err != nil {
+			return 1
+		}
+	}
+	return 0
+}
+
+func startHammerChild(t *testing.T, addr string, pool PoolKey, d time.Duration, seed int) (*exec.Cmd, *bytes.Buffer, io.Reader) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$") // #nosec G204 -- re-executes this test binary.
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s|%s|%s|%d|%d", hammerChildEnv, addr, pool.Organization, pool.Class, d.Milliseconds(), seed))
+	stderr := &bytes.Buffer{}
+	cmd.Stderr = stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting hammer child: %v", err)
+	}
+	return cmd, stderr, stdout
+}
+
+// TestConcurrentClientsNeverExceedTheBucket hammers one pool from goroutines in
+// this process and from three child processes, then replays the combined log,
+// in Redis's order and with Redis's timestamps, through an independent model
+// of the bucket: every admission must fit, the log must hold every change, and
+// the model must end where Redis ended.
+func TestConcurrentClientsNeverExceedTheBucket(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	pool := PoolKey{"acme", "sonnet"}
+	if err := WritePoolConfig(ctx, srv.Client(), pool, PoolConfig{Limits: hammerLimits}); err != nil {
+		t.Fatal(err)
+	}
+	const run = 2500 * time.Millisecond
+
+	type child struct {
+		cmd    *exec.Cmd
+		stderr *bytes.Buffer
+		log    []logEntry
+		err    error
+		done   chan struct{}
+	}
+	children := make([]*child, 3)
+	for i := range children {
+		cmd, stderr, stdout := startHammerChild(t, srv.Addr(), pool, run, i+1)
+		c := &child{cmd: cmd, stderr: stderr, done: make(chan struct{})}
+		children[i] = c
+		go func() {
+			defer close(c.done)
+			sc := bufio.NewScanner(stdout)
+			for sc.Scan() {
+				var e logEntry
+				if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+					c.err = err
+					return
+				}
+				c.log = append(c.log, e)
+			}
+		}()
+	}
+	log, err := hammer(srv.Client(), pool, 16, run, 99)
+	if err != nil {
+		t.Fatalf("in-process hammer: %v", err)
+	}
+	processes := map[string]int{"test": len(log)}
+	for i, c := range children {
+		<-c.done
+		if err := c.cmd.Wait(); err != nil || c.err != nil {
+			t.Fatalf("child %d: %v %v\n%s", i, err, c.err, c.stderr)
+		}
+		processes[fmt.Sprint("child", i)] = len(c.log)
+		log = append(log, c.log...)
+	}
+	for p, n := range processes {
+		if n == 0 {
+			t.Fatalf("process %s logged no admissions; the test would prove nothing (%v)", p, processes)
+		}
+	}
+
+	sort.Slice(log, func(i, j int) bool { return log[i].Seq < log[j].Seq })
+	for i, e := range log {
+		if e.Seq != int64(i+1) {
+			t.Fatalf("log entry %d has seq %d: the log misses or repeats a change", i, e.Seq)
+		}
+	}
+	final, err := replayBucket(hammerLimits, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The model must end exactly where Redis's stored state ended.
+	st, err := ReadBucket(ctx, srv.Client(), pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for d := range 3 {
+		if diff := st.Level[d] - final[d]; diff > 1e-3 || diff < -1e-3 {
+			t.Errorf("%s: Redis ended at %.4f, the model at %.4f", Dimension(d), st.Level[d], final[d])
+		}
+	}
+	if st.Seq != int64(len(log)) || st.UpdatedAt.UnixMicro() != log[len(log)-1].At {
+		t.Errorf("Redis state seq %d at %s, log has %d changes ending at %d", st.Seq, st.UpdatedAt, len(log), log[len(log)-1].At)
+	}
+	t.Logf("%d changes from 4 processes (%v)", len(log), processes)
+}
+
+// replayBucket is an independent model of the pool: capacity = limit,
+// continuous refill of limit/60 per second between the Redis timestamps of the
+// log, admissions must fit in all three dimensions, settlements give back (or
+// charge) up to capacity. It reports the first admission that did not fit and
+// returns the final levels.
+func replayBucket(limits Limits, log []logEntry) ([3]float64, error) {
+	capacity := [3]float64{float64(limits.RequestsPerMinute), float64(limits.InputTokensPerMinute), float64(limits.OutputTokensPerMinute)}
+	level := capacity
+	lowest := capacity
+	var last int64
+	for i, e := range log {
+		if i > 0 && e.At < last {
+			return level, fmt.Errorf("seq %d at %d µs is earlier than the change before it (%d µs)", e.Seq, e.At, last)
+		}
+		if i > 0 {
+			elapsed := float64(e.At-last) / 1e6
+			for d := range level {
+				level[d] = min(capacity[d], level[d]+elapsed*capacity[d]/60)
+			}
+		}
+		last = e.At
+		take := [3]float64{float64(e.Take.Requests), float64(e.Take.InputTokens), float64(e.Take.OutputTokens)}
+		give := [3]float64{float64(e.Give.Requests), float64(e.Give.InputTokens), float64(e.Give.OutputTokens)}
+		for d := range level {
+			if admission := e.Take != (Amounts{}); admission && take[d] > level[d]+1e-6*capacity[d] {
+				return level, fmt.Errorf("over-grant at seq %d: %s took %.0f with only %.4f in the bucket", e.Seq, Dimension(d), take[d], level[d])
+			}
+			level[d] = min(capacity[d], level[d]-take[d]+give[d])
+			lowest[d] = min(lowest[d], level[d])
+		}
+	}
+	// The run must have drained some bucket, or it tested nothing.
+	drained := false
+	for d := range level {
+		drained = drained || lowest[d] < 0.1*capacity[d]
+	}
+	if !drained {
+		return level, fmt.Errorf("no bucket ever went below 10%% (lowest %v); the hammer did not bind", lowest)
+	}
+	return level, nil
+}
+
+// TestReplayCatchesOverGrant shows the model is not vacuous: a log that
+// admits one call too many, or one too early, is refused.
+func TestReplayCatchesOverGrant(t *testing.T) {
+	limits := Limits{60, 600, 600} // Refill 1 request per second.
+	const t0 = 1_700_000_000_000_000
+	fits := []logEntry{
+		{Seq: 1, At: t0, Take: Amounts{60, 10, 10}},
+		{Seq: 2, At: t0 + 1_000_000, Take: Amounts{1, 1, 1}},
+	}
+	if _, err := replayBucket(limits, fits); err != nil {
+		t.Fatalf("valid log refused: %v", err)
+	}
+	early := []logEntry{fits[0], {Seq: 2, At: t0 + 900_000, Take: Amounts{1, 1, 1}}}
+	if _, err := replayBucket(limits, early); err == nil {
+		t.Fatalf("an admission 0.1s before the refill was accepted")
+	}
+	refunded := []logEntry{fits[0], {Seq: 2, At: t0, Give: Amounts{1, 0, 0}}, {Seq: 3, At: t0, Take: Amounts{1, 1, 1}}}
+	if _, err := replayBucket(limits, refunded); err != nil {
+		t.Fatalf("an admission of a refunded request was refused: %v", err)
+	}
+}

@@ -1,0 +1,74 @@
+package ratelimit
+
+import (
+	"time"
+)
+
+// localBucket is the in-memory three-dimension bucket used by the LocalShare
+// policy. It follows the same rule as the Lua script (capacity = limit, refill
+// limit/60 per second, all or nothing, debt allowed) on the local clock, which
+// is acceptable here because only this process reads it.
+type localBucket struct {
+	capacity [3]float64
+	level    [3]float64
+	at       time.Time
+}
+
+func newEmptyBucket(share Limits, now time.Time) *localBucket {
+	c := share.Capacity()
+	return &localBucket{
+		capacity: [3]float64{float64(c.Requests), float64(c.InputTokens), float64(c.OutputTokens)},
+		at:       now,
+	}
+}
+
+func (b *localBucket) refill(now time.Time) {
+	dt := now.Sub(b.at).Seconds()
+	if dt <= 0 {
+		return
+	}
+	b.at = now
+	for d := range b.level {
+		b.level[d] = min(b.capacity[d], b.level[d]+dt*b.capacity[d]/refillPeriod.Seconds())
+	}
+}
+
+// take removes cost from all dimensions if each has room. Otherwise it reports
+// per dimension the wait until it would, or that the cost exceeds capacity.
+func (b *localBucket) take(cost Amounts, now time.Time) (taken bool, waits [3]time.Duration, tooLarge [3]bool) {
+	b.refill(now)
+	need := [3]float64{float64(cost.Requests), float64(cost.InputTokens), float64(cost.OutputTokens)}
+	fits, large := true, false
+	for d := range need {
+		if need[d] > b.capacity[d] {
+			tooLarge[d], large = true, true
+		}
+		if b.level[d] < need[d] {
+			fits = false
+		}
+	}
+	if large {
+		return false, waits, tooLarge
+	}
+	if !fits {
+		for d := range need {
+			if b.level[d] < need[d] {
+				waits[d] = durationFromSeconds((need[d] - b.level[d]) * refillPeriod.Seconds() / b.capacity[d])
+			}
+		}
+		return false, waits, tooLarge
+	}
+	for d := range need {
+		b.level[d] -= need[d]
+	}
+	return true, waits, tooLarge
+}
+
+// give adds back (or, when negative, charges) amounts, never above capacity.
+func (b *localBucket) give(back Amounts, now time.Time) {
+	b.refill(now)
+	delta := [3]float64{float64(back.Requests), float64(back.InputTokens), float64(back.OutputTokens)}
+	for d := range delta {
+		b.level[d] = min(b.capacity[d], b.level[d]+delta[d])
+	}
+}

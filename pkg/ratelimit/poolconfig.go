@@ -1,0 +1,135 @@
+package ratelimit
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// PoolConfig is what the controller tells the limiters about a pool.
+type PoolConfig struct {
+	// Limits are the effective per-minute limits every limiter enforces: the
+	// org limit times headroom, less what others are seen using upstream.
+	Limits Limits
+	// Allocations maps workload name to its share of Limits (weighted max-min
+	// fair). Limiters do not enforce it per call (unused share may be borrowed);
+	// the LocalShare policy splits it across the workload's pods.
+	Allocations map[string]Limits
+	// UpdatedAt is the Redis time of the last write (ignored by the writer).
+	UpdatedAt time.Time
+}
+
+// WritePoolConfig replaces a pool's limits and allocations in one atomic step.
+// The controller is its only caller.
+func WritePoolConfig(ctx context.Context, rdb redis.UniversalClient, pool PoolKey, cfg PoolConfig) error {
+	if err := pool.Validate(); err != nil {
+		return fmt.Errorf("writing pool config: %w", err)
+	}
+	if err := cfg.Limits.Validate(); err != nil {
+		return fmt.Errorf("writing pool config of %s: %w", pool, err)
+	}
+	args := []any{cfg.Limits.RequestsPerMinute, cfg.Limits.InputTokensPerMinute, cfg.Limits.OutputTokensPerMinute}
+	workloads := make([]string, 0, len(cfg.Allocations))
+	for w := range cfg.Allocations {
+		workloads = append(workloads, w)
+	}
+	sort.Strings(workloads)
+	for _, w := range workloads {
+		alloc := cfg.Allocations[w]
+		if err := ValidateWorkload(w); err != nil {
+			return fmt.Errorf("writing pool config of %s: %w", pool, err)
+		}
+		if err := alloc.Validate(); err != nil {
+			return fmt.Errorf("writing pool config of %s: allocation of %s: %w", pool, w, err)
+		}
+		raw, err := json.Marshal(alloc)
+		if err != nil {
+			return fmt.Errorf("writing pool config of %s: encoding allocation of %s: %w", pool, w, err)
+		}
+		args = append(args, w, raw)
+	}
+	err := writePoolConfigScript.Run(ctx, rdb, []string{pool.limitsKey(), pool.allocKey(), pool.bucketKey()}, args...).Err()
+	if err != nil {
+		return unavailable("writing pool config", pool, err)
+	}
+	return nil
+}
+
+// ReadPoolConfig returns a pool's limits and allocations. It returns
+// ErrPoolNotConfigured when no limits were written.
+func ReadPoolConfig(ctx context.Context, rdb redis.UniversalClient, pool PoolKey) (PoolConfig, error) {
+	if err := pool.Validate(); err != nil {
+		return PoolConfig{}, fmt.Errorf("reading pool config: %w", err)
+	}
+	var limits *redis.SliceCmd
+	var alloc *redis.MapStringStringCmd
+	_, err := rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		limits = p.HMGet(ctx, pool.limitsKey(), limitFields...)
+		alloc = p.HGetAll(ctx, pool.allocKey())
+		return nil
+	})
+	if err != nil {
+		return PoolConfig{}, unavailable("reading pool config", pool, err)
+	}
+	fields := make(map[string]string, len(limitFields))
+	for i, v := range limits.Val() {
+		if str, ok := v.(string); ok {
+			fields[limitFields[i]] = str
+		}
+	}
+	cfg, err := decodePoolConfig(fields, alloc.Val())
+	if err != nil {
+		return PoolConfig{}, fmt.Errorf("reading pool config of %s: %w", pool, err)
+	}
+	return cfg, nil
+}
+
+// limitFields are the limits hash fields.
+var limitFields = []string{"rpm", "itpm", "otpm", "updated_ms"}
+
+// decodePoolConfig parses the limits and alloc hashes. An empty limits hash is
+// ErrPoolNotConfigured; anything malformed is an error naming the field.
+func decodePoolConfig(limits, alloc map[string]string) (PoolConfig, error) {
+	if len(limits) == 0 {
+		return PoolConfig{}, ErrPoolNotConfigured
+	}
+	var cfg PoolConfig
+	var errs []error
+	field := func(name string) int64 {
+		v, err := strconv.ParseInt(limits[name], 10, 64)
+		if err != nil || v < 0 {
+			errs = append(errs, fmt.Errorf("limits field %s=%q is not a non-negative integer", name, limits[name]))
+		}
+		return v
+	}
+	cfg.Limits = Limits{field("rpm"), field("itpm"), field("otpm")}
+	if ms, ok := limits["updated_ms"]; ok {
+		v, err := strconv.ParseInt(ms, 10, 64)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("limits field updated_ms=%q is not an integer", ms))
+		}
+		cfg.UpdatedAt = time.UnixMilli(v)
+	}
+	if len(alloc) > 0 {
+		cfg.Allocations = make(map[string]Limits, len(alloc))
+	}
+	for w, raw := range alloc {
+		var l Limits
+		if err := json.Unmarshal([]byte(raw), &l); err != nil {
+			errs = append(errs, fmt.Errorf("allocation of %s: %w", w, err))
+			continue
+		}
+		if err := l.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("allocation of %s: %w", w, err))
+			continue
+		}
+		cfg.Allocations[w] = l
+	}
+	return cfg, errors.Join(errs...)
+}

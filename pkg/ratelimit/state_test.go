@@ -1,0 +1,198 @@
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/claudecap/claudecap/internal/testutil/redistest"
+)
+
+func TestPoolConfigRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	rdb := redistest.Start(t).Client()
+	pool := PoolKey{"acme", "sonnet"}
+	if _, err := ReadPoolConfig(ctx, rdb, pool); !errors.Is(err, ErrPoolNotConfigured) {
+		t.Fatalf("unwritten pool: %v, want ErrPoolNotConfigured", err)
+	}
+	want := PoolConfig{
+		Limits: Limits{900, 405000, 81000},
+		Allocations: map[string]Limits{
+			"ai/summarizer": {600, 270000, 54000},
+			"ai/tagger":     {300, 135000, 27000},
+		},
+	}
+	before := rdb.Time(ctx).Val()
+	if err := WritePoolConfig(ctx, rdb, pool, want); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadPoolConfig(ctx, rdb, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Limits != want.Limits || len(got.Allocations) != 2 || got.Allocations["ai/tagger"] != want.Allocations["ai/tagger"] {
+		t.Fatalf("read %+v, want %+v", got, want)
+	}
+	if got.UpdatedAt.Before(before.Truncate(time.Millisecond)) || got.UpdatedAt.Sub(before) > time.Second {
+		t.Fatalf("UpdatedAt %s not the Redis time of the write (~%s)", got.UpdatedAt, before)
+	}
+	// A rewrite replaces allocations: a workload that left the pool is gone.
+	if err := WritePoolConfig(ctx, rdb, pool, PoolConfig{Limits: want.Limits, Allocations: map[string]Limits{"ai/tagger": {1, 2, 3}}}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = ReadPoolConfig(ctx, rdb, pool)
+	if len(got.Allocations) != 1 || got.Allocations["ai/tagger"] != (Limits{1, 2, 3}) {
+		t.Fatalf("after rewrite allocations = %+v", got.Allocations)
+	}
+	for _, bad := range []PoolConfig{
+		{Limits: Limits{-1, 0, 0}},
+		{Limits: Limits{1, 1, 1}, Allocations: map[string]Limits{"bad name": {}}},
+		{Limits: Limits{1, 1, 1}, Allocations: map[string]Limits{"ok": {0, -5, 0}}},
+	} {
+		if err := WritePoolConfig(ctx, rdb, pool, bad); err == nil {
+			t.Errorf("WritePoolConfig(%+v) accepted bad input", bad)
+		}
+	}
+	if err := WritePoolConfig(ctx, rdb, PoolKey{"a}b", "c"}, want); err == nil {
+		t.Errorf("WritePoolConfig accepted a pool key that escapes its hash tag")
+	}
+	// Garbage in Redis is reported, not trusted.
+	rdb.HSet(ctx, pool.limitsKey(), "otpm", "lots")
+	if _, err := ReadPoolConfig(ctx, rdb, pool); err == nil {
+		t.Fatalf("ReadPoolConfig accepted otpm=lots")
+	}
+}
+
+func TestUsageOverRollingWindow(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	pool := PoolKey{"acme", "sonnet"}
+	if err := WritePoolConfig(ctx, rdb, pool, PoolConfig{Limits: Limits{600, 600000, 600000}}); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := New(rdb, Options{Pool: pool, Workload: "ai/a", Pod: "a-1"})
+	for range 3 {
+		r := mustReserve(t, a, Call(1000, 500))
+		if _, err := r.Settle(ctx, Actual{InputTokens: 800, OutputTokens: 120, CacheReadInputTokens: 50}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := mustReserve(t, a, Call(1000, 500))
+	if _, err := c.Cancel(ctx); err != nil { // Cancelled calls are not usage.
+		t.Fatal(err)
+	}
+	if err := RecordUsage(ctx, rdb, pool, "ai/a", "a-2", UsageSample{RateLimited: 2, Overloaded: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := RecordUsage(ctx, rdb, pool, "ai/b", "b-1", UsageSample{Requests: 1, InputTokens: 5, OutputTokens: 6}); err != nil {
+		t.Fatal(err)
+	}
+
+	u, err := ReadUsage(ctx, rdb, pool, "ai/a", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := UsageSample{Requests: 3, InputTokens: 2400, OutputTokens: 360, CacheReadInputTokens: 150, RateLimited: 2, Overloaded: 1}
+	if u.UsageSample != want || u.ActivePods != 2 || u.Window != time.Minute {
+		t.Fatalf("usage of ai/a = %+v, want %+v from 2 pods", u, want)
+	}
+	all, err := ReadPoolUsage(ctx, rdb, pool, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 2 || all["ai/b"].OutputTokens != 6 || all["ai/b"].ActivePods != 1 {
+		t.Fatalf("pool usage = %+v", all)
+	}
+
+	// The window rolls: after 2 s a 1 s window no longer holds the samples,
+	// a 1 min window still does.
+	time.Sleep(2100 * time.Millisecond)
+	u, _ = ReadUsage(ctx, rdb, pool, "ai/a", time.Second)
+	if u.Requests != 0 || u.ActivePods != 0 {
+		t.Fatalf("1s window 2s later = %+v, want empty", u)
+	}
+	u, _ = ReadUsage(ctx, rdb, pool, "ai/a", time.Minute)
+	if u.Requests != 3 {
+		t.Fatalf("1min window 2s later = %+v, want the 3 requests", u)
+	}
+	// Keys expire with the ring so idle workloads leave nothing behind.
+	if ttl := rdb.TTL(ctx, pool.usageKey("ai/a")).Val(); ttl <= 0 || ttl > MaxUsageWindow {
+		t.Fatalf("usage key TTL %s, want within (0, %s]", ttl, MaxUsageWindow)
+	}
+	for _, w := range []time.Duration{0, 500 * time.Millisecond, MaxUsageWindow + time.Second} {
+		if _, err := ReadUsage(ctx, rdb, pool, "ai/a", w); err == nil {
+			t.Errorf("ReadUsage accepted window %s", w)
+		}
+	}
+	if err := RecordUsage(ctx, rdb, pool, "ai/a", "p", UsageSample{Requests: -1}); err == nil {
+		t.Errorf("RecordUsage accepted a negative sample")
+	}
+}
+
+func TestUsageSlotReuseDropsOldCounts(t *testing.T) {
+	ctx := context.Background()
+	rdb := redistest.Start(t).Client()
+	pool := PoolKey{"acme", "sonnet"}
+	// Plant a count in the current second's slot as if written one ring ago.
+	now := rdb.Time(ctx).Val().Unix()
+	slot := now % usageRing
+	rdb.HSet(ctx, pool.usageKey("ai/a"), sprintSlot(slot, "t"), now-usageRing, sprintSlot(slot, "req"), 99)
+	if err := RecordUsage(ctx, rdb, pool, "ai/a", "p", UsageSample{Requests: 1}); err != nil {
+		t.Fatal(err)
+	}
+	u, err := ReadUsage(ctx, rdb, pool, "ai/a", MaxUsageWindow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Requests != 1 {
+		t.Fatalf("requests = %d, want 1: a slot from a previous lap must be reset", u.Requests)
+	}
+}
+
+func sprintSlot(slot int64, field string) string {
+	return strconv.FormatInt(slot, 10) + ":" + field
+}
+
+func TestUpstreamRoundTripAndExpiry(t *testing.T) {
+	ctx := context.Background()
+	rdb := redistest.Start(t).Client()
+	pool := PoolKey{"acme", "sonnet"}
+	if _, ok, err := ReadUpstream(ctx, rdb, pool); ok || err != nil {
+		t.Fatalf("nothing written: ok=%v err=%v", ok, err)
+	}
+	reset := time.Date(2025, 8, 21, 12, 41, 0, 0, time.UTC)
+	in := Upstream{
+		Requests:     UpstreamBucket{Known: true, Limit: 1000, Remaining: 999, Reset: reset},
+		OutputTokens: UpstreamBucket{Known: true, Limit: 16000, Remaining: 4000, Reset: reset},
+		Status:       429,
+		RetryAfter:   7 * time.Second,
+	}
+	if err := WriteUpstream(ctx, rdb, pool, in); err != nil {
+		t.Fatal(err)
+	}
+	got, ok, err := ReadUpstream(ctx, rdb, pool)
+	if err != nil || !ok {
+		t.Fatalf("ReadUpstream: ok=%v err=%v", ok, err)
+	}
+	if got.Requests != in.Requests || got.OutputTokens != in.OutputTokens || got.InputTokens.Known ||
+		got.Status != 429 || got.RetryAfter != 7*time.Second {
+		t.Fatalf("read %+v, want %+v", got, in)
+	}
+	if d := time.Since(got.ObservedAt); d < -time.Second || d > 5*time.Second {
+		t.Fatalf("ObservedAt %s is not the write time", got.ObservedAt)
+	}
+	if ttl := rdb.PTTL(ctx, pool.upstreamKey()).Val(); ttl <= 0 || ttl > UpstreamTTL {
+		t.Fatalf("upstream TTL %s, want within (0, %s]", ttl, UpstreamTTL)
+	}
+	// A newer observation without output headers replaces the old one whole.
+	if err := WriteUpstream(ctx, rdb, pool, Upstream{Status: 200, Requests: in.Requests}); err != nil {
+		t.Fatal(err)
+	}
+	got, _, _ = ReadUpstream(ctx, rdb, pool)
+	if got.OutputTokens.Known || got.Status != 200 {
+		t.Fatalf("stale output bucket survived: %+v", got)
+	}
+}

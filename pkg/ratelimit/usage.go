@@ -1,0 +1,143 @@
+package ratelimit
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// UsageSample is what one workload did, added to the current second of its
+// usage ring.
+type UsageSample struct {
+	// Requests completed (settled).
+	Requests int64
+	// InputTokens counted against ITPM.
+	InputTokens int64
+	// OutputTokens generated.
+	OutputTokens int64
+	// CacheReadInputTokens read from the prompt cache (not charged).
+	CacheReadInputTokens int64
+	// RateLimited counts 429 responses seen upstream.
+	RateLimited int64
+	// Overloaded counts 529 responses seen upstream.
+	Overloaded int64
+}
+
+func (s UsageSample) validate() error {
+	if s.Requests < 0 || s.InputTokens < 0 || s.OutputTokens < 0 || s.CacheReadInputTokens < 0 ||
+		s.RateLimited < 0 || s.Overloaded < 0 {
+		return fmt.Errorf("negative usage sample %+v", s)
+	}
+	return nil
+}
+
+// WindowUsage is a workload's usage summed over a rolling window ending now
+// (the current, partial second included).
+type WindowUsage struct {
+	UsageSample
+	// ActivePods is how many distinct pods reported within the window.
+	ActivePods int
+	// Window is the window length.
+	Window time.Duration
+	// At is the Redis time the window ends.
+	At time.Time
+}
+
+// RecordUsage adds a sample to a workload's usage and marks pod (if not
+// empty) active. A zero sample is a heartbeat. Settle records usage itself;
+// this is for what happens outside a reservation, such as 429s and 529s.
+func RecordUsage(ctx context.Context, rdb redis.UniversalClient, pool PoolKey, workload, pod string, s UsageSample) error {
+	if err := pool.Validate(); err != nil {
+		return fmt.Errorf("recording usage: %w", err)
+	}
+	if err := ValidateWorkload(workload); err != nil {
+		return fmt.Errorf("recording usage on pool %s: %w", pool, err)
+	}
+	if err := s.validate(); err != nil {
+		return fmt.Errorf("recording usage of %s on pool %s: %w", workload, pool, err)
+	}
+	err := recordUsageScript.Run(ctx, rdb,
+		[]string{pool.usageKey(workload), pool.podsKey(workload), pool.workloadsKey()},
+		usageRing, workload, pod,
+		s.Requests, s.InputTokens, s.OutputTokens, s.CacheReadInputTokens, s.RateLimited, s.Overloaded,
+	).Err()
+	if err != nil {
+		return unavailable("recording usage of "+workload, pool, err)
+	}
+	return nil
+}
+
+// ReadUsage sums a workload's usage over the last window (whole seconds, at
+// most MaxUsageWindow). The controller divides by the window to get rates.
+func ReadUsage(ctx context.Context, rdb redis.UniversalClient, pool PoolKey, workload string, window time.Duration) (WindowUsage, error) {
+	if err := pool.Validate(); err != nil {
+		return WindowUsage{}, fmt.Errorf("reading usage: %w", err)
+	}
+	if err := ValidateWorkload(workload); err != nil {
+		return WindowUsage{}, fmt.Errorf("reading usage on pool %s: %w", pool, err)
+	}
+	secs := int64(window / time.Second)
+	if secs < 1 || window > MaxUsageWindow {
+		return WindowUsage{}, fmt.Errorf("reading usage of %s on pool %s: window %s outside 1s..%s", workload, pool, window, MaxUsageWindow)
+	}
+	v, err := readUsageScript.Run(ctx, rdb,
+		[]string{pool.usageKey(workload), pool.podsKey(workload)}, secs, usageRing).Result()
+	if err != nil {
+		return WindowUsage{}, unavailable("reading usage of "+workload, pool, err)
+	}
+	u, err := decodeWindowUsage(v)
+	if err != nil {
+		return WindowUsage{}, fmt.Errorf("reading usage of %s on pool %s: %w", workload, pool, err)
+	}
+	u.Window = time.Duration(secs) * time.Second
+	return u, nil
+}
+
+func decodeWindowUsage(v any) (WindowUsage, error) {
+	arr, ok := v.([]any)
+	if !ok || len(arr) != 8 {
+		return WindowUsage{}, fmt.Errorf("unexpected usage reply %T of %d elements, want 8 integers", v, lenOf(v))
+	}
+	n := make([]int64, len(arr))
+	for i, e := range arr {
+		x, ok := e.(int64)
+		if !ok {
+			return WindowUsage{}, fmt.Errorf("unexpected usage reply element %d: %T, want integer", i, e)
+		}
+		n[i] = x
+	}
+	return WindowUsage{
+		UsageSample: UsageSample{
+			Requests: n[1], InputTokens: n[2], OutputTokens: n[3],
+			CacheReadInputTokens: n[4], RateLimited: n[5], Overloaded: n[6],
+		},
+		ActivePods: int(n[7]),
+		At:         time.UnixMicro(n[0]),
+	}, nil
+}
+
+// ReadPoolUsage reads the usage of every workload that reported to the pool
+// within the ring (MaxUsageWindow), keyed by workload name.
+func ReadPoolUsage(ctx context.Context, rdb redis.UniversalClient, pool PoolKey, window time.Duration) (map[string]WindowUsage, error) {
+	if err := pool.Validate(); err != nil {
+		return nil, fmt.Errorf("reading pool usage: %w", err)
+	}
+	workloads, err := rdb.ZRange(ctx, pool.workloadsKey(), 0, -1).Result()
+	if err != nil {
+		return nil, unavailable("listing workloads", pool, err)
+	}
+	out := make(map[string]WindowUsage, len(workloads))
+	for _, w := range workloads {
+		if ValidateWorkload(w) != nil {
+			continue // Not written by RecordUsage; never build a key from it.
+		}
+		u, err := ReadUsage(ctx, rdb, pool, w, window)
+		if err != nil {
+			return nil, err
+		}
+		out[w] = u
+	}
+	return out, nil
+}
