@@ -1,0 +1,249 @@
+package loadtest
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"text/tabwriter"
+	"time"
+
+	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/anthropics/anthropic-sdk-go/v2"
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+)
+
+// The generator benchmark runs the target server in a child process (this
+// test binary, re-executed with benchServerEnv set), so getrusage on the
+// benchmark process counts the generator's CPU only.
+const benchServerEnv = "CLAUDECAP_LOADTEST_BENCH_SERVER"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(benchServerEnv) != "" {
+		serveCannedMessages()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// cannedMessage is a small, valid Messages API response.
+var cannedMessage = []byte(`{"id":"msg_bench","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929",` +
+	`"content":[{"type":"text","text":"Hello!"}],"stop_reason":"end_turn","stop_sequence":null,` +
+	`"usage":{"input_tokens":12,"output_tokens":6,"cache_creation_input_tokens":0,"cache_read_input_tokens":0}}`)
+
+// serveCannedMessages answers every request with cannedMessage, prints its
+// address, and exits when its parent closes stdin.
+func serveCannedMessages() {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		hd := w.Header()
+		hd["Content-Type"] = []string{"application/json"}
+		hd["Request-Id"] = []string{"req_bench"}
+		_, _ = w.Write(cannedMessage)
+	})
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	fmt.Printf("ADDR %s\n", ln.Addr())
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	_ = srv.Close()
+}
+
+// startBenchServer re-executes the test binary as the server.
+func startBenchServer(b *testing.B) string {
+	b.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), benchServerEnv+"=1")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		_ = stdin.Close()
+		_ = cmd.Wait()
+	})
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "ADDR ") {
+		b.Fatalf("bench server did not start: %q %v", line, err)
+	}
+	return "http://" + strings.TrimSpace(strings.TrimPrefix(line, "ADDR "))
+}
+
+// genResult is one generator's run at one rate.
+type genResult struct {
+	name     string
+	target   float64
+	sent     int64
+	ok       int64
+	achieved float64 // (n-1) / (last send - first send)
+	lagP99   time.Duration
+	lagMax   time.Duration
+	cpuPer1k time.Duration
+}
+
+func (g genResult) accuracy() float64 { return (g.achieved - g.target) / g.target }
+
+// cpuTime is the user+system CPU this process has used.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func measureCPU(b *testing.B, run func() int64) (int64, time.Duration) {
+	runtime.GC()
+	before := cpuTime(b)
+	n := run()
+	used := cpuTime(b) - before
+	if n == 0 {
+		return 0, 0
+	}
+	return n, used * 1000 / time.Duration(n)
+}
+
+// runClaudecap runs this package's open loop through the given sender.
+func runClaudecap(b *testing.B, name string, sender Sender, rate float64, d time.Duration) genResult {
+	var rep *Report
+	_, per1k := measureCPU(b, func() int64 {
+		var err error
+		rep, err = Run(context.Background(), Config{Mode: ModeOpen, Profile: ConstantProfile(rate), Duration: d, DrainTimeout: 10 * time.Second}, sender)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return rep.Requests.Sent
+	})
+	ms := func(v float64) time.Duration { return time.Duration(v * float64(time.Millisecond)) }
+	return genResult{
+		name: name, target: rate, sent: rep.Requests.Sent, ok: rep.Requests.Succeeded,
+		achieved: rep.Throughput.SentPerSecond,
+		lagP99:   ms(rep.Latency.ScheduleLag.P99Ms), lagMax: ms(rep.Latency.ScheduleLag.MaxMs),
+		cpuPer1k: per1k,
+	}
+}
+
+// runVegeta runs vegeta's library at the same rate against the same
+// server. Vegeta's constant pacer sends hit n at began + (n+1)/rate; the lag
+// is measured against that schedule the same way as ours.
+func runVegeta(b *testing.B, base string, rate float64, d time.Duration) genResult {
+	body := []byte(`{"model":"claude-sonnet-4-5","max_tokens":256,"messages":[{"role":"user","content":"Write one sentence about rate limits."}]}`)
+	targeter := vegeta.NewStaticTargeter(vegeta.Target{
+		Method: http.MethodPost, URL: base + "/v1/messages", Body: body,
+		Header: http.Header{"Content-Type": {"application/json"}, "Anthropic-Version": {"2023-06-01"}, "X-Api-Key": {"bench"}},
+	})
+	pacer := vegeta.ConstantPacer{Freq: int(rate), Per: time.Second}
+	interval := time.Second / time.Duration(rate)
+	lag := newLatencyHistogram(summaryDigits)
+	res := genResult{name: "vegeta lib", target: rate}
+	_, res.cpuPer1k = measureCPU(b, func() int64 {
+		attacker := vegeta.NewAttacker()
+		began := time.Now()
+		var first, last time.Time
+		for r := range attacker.Attack(targeter, pacer, d, "bench") {
+			res.sent++
+			if r.Code == http.StatusOK {
+				res.ok++
+			}
+			if first.IsZero() || r.Timestamp.Before(first) {
+				first = r.Timestamp
+			}
+			if r.Timestamp.After(last) {
+				last = r.Timestamp
+			}
+			intended := began.Add(time.Duration(r.Seq+1) * interval)
+			recordDuration(lag, r.Timestamp.Sub(intended))
+		}
+		if span := last.Sub(first); res.sent > 1 && span > 0 {
+			res.achieved = float64(res.sent-1) / span.Seconds()
+		}
+		return res.sent
+	})
+	res.lagP99 = histDuration(lag, 99)
+	res.lagMax = time.Duration(lag.Max()) * time.Microsecond
+	return res
+}
+
+func histDuration(h *hdrhistogram.Histogram, q float64) time.Duration {
+	return time.Duration(h.ValueAtQuantile(q)) * time.Microsecond
+}
+
+// BenchmarkGenerator measures the open-loop generator's accuracy and
+// ceiling: at 500, 2,000 and 5,000 req/s for a few seconds each against a
+// canned loopback server in a child process, it compares achieved rate,
+// schedule-lag p99 and CPU per 1,000 requests of
+//   - claudecap with the official SDK (the tool's real request path),
+//   - claudecap's scheduler with a bare net/http sender (no SDK), which
+//     separates scheduling from SDK cost,
+//   - vegeta's library, the baseline, in the same run.
+//
+// Run: go test -run '^$' -bench BenchmarkGenerator -benchtime 1x ./pkg/loadtest/
+// Set CLAUDECAP_BENCH_SECONDS to change the per-run length (default 3).
+func BenchmarkGenerator(b *testing.B) {
+	base := startBenchServer(b)
+	d := 3 * time.Second
+	if v := os.Getenv("CLAUDECAP_BENCH_SECONDS"); v != "" {
+		if secs, err := time.ParseDuration(v + "s"); err == nil && secs > 0 {
+			d = secs
+		}
+	}
+	req, err := RequestSpec{Model: "claude-sonnet-4-5", MaxTokens: 256, Prompt: "Write one sentence about rate limits."}.Build()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var all []genResult
+	for _, rate := range []float64{500, 2000, 5000} {
+		b.Run(fmt.Sprintf("rate=%.0f", rate), func(b *testing.B) {
+			for range b.N {
+				sdk, err := NewSDKSender(SDKSenderConfig{BaseURL: base, APIKey: "bench", Requests: []anthropic.MessageNewParams{req}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				ours := runClaudecap(b, "claudecap (SDK)", sdk, rate, d)
+				bare := runClaudecap(b, "claudecap scheduler + net/http", plainHTTPSender(base), rate, d)
+				veg := runVegeta(b, base, rate, d)
+				all = append(all, ours, bare, veg)
+				b.ReportMetric(ours.achieved, "sdk_req/s")
+				b.ReportMetric(veg.achieved, "vegeta_req/s")
+				b.ReportMetric(float64(ours.lagP99.Microseconds())/1000, "sdk_lag_p99_ms")
+				b.ReportMetric(float64(veg.lagP99.Microseconds())/1000, "vegeta_lag_p99_ms")
+				b.ReportMetric(float64(ours.cpuPer1k.Microseconds())/1000, "sdk_cpu_ms/1k")
+				b.ReportMetric(float64(veg.cpuPer1k.Microseconds())/1000, "vegeta_cpu_ms/1k")
+				if veg.cpuPer1k > 0 {
+					b.ReportMetric(float64(ours.cpuPer1k)/float64(veg.cpuPer1k), "sdk_cpu_vs_vegeta")
+				}
+			}
+		})
+	}
+	printGeneratorTable(os.Stdout, all)
+}
+
+func printGeneratorTable(w io.Writer, rows []genResult) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	_, _ = fmt.Fprintf(tw, "generator\ttarget/s\tsent\tok\tachieved/s\terror\tlag p99\tlag max\tCPU/1k req\t\n")
+	for _, r := range rows {
+		_, _ = fmt.Fprintf(tw, "%s\t%.0f\t%d\t%d\t%.1f\t%+.2f%%\t%s\t%s\t%s\t\n", r.name, r.target, r.sent, r.ok, r.achieved,
+			100*r.accuracy(), r.lagP99.Round(time.Microsecond*10), r.lagMax.Round(time.Microsecond*10), r.cpuPer1k.Round(time.Microsecond*100))
+	}
+	_ = tw.Flush()
+}

@@ -1,0 +1,223 @@
+package loadtest
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+)
+
+// Chart geometry, in SVG user units.
+const (
+	chartWidth  = 720
+	chartHeight = 260
+	plotLeft    = 64
+	plotRight   = chartWidth - 16
+	plotTop     = 28
+	plotBottom  = chartHeight - 36
+)
+
+// chart is the geometry of one SVG chart, computed in Go so that the HTML
+// template only places elements: no JavaScript, no external library, and
+// the page renders offline.
+type chart struct {
+	ID     string
+	Title  string
+	YLabel string
+	Width  int
+	Height int
+	Left   float64
+	Right  float64
+	Top    float64
+	Bottom float64
+	XTicks []tick
+	YTicks []tick
+	Lines  []polyline
+	Bars   []bar
+	Legend []legendItem
+	Empty  bool
+}
+
+type tick struct {
+	Pos   float64
+	Label string
+}
+
+type polyline struct {
+	Name   string
+	Color  string
+	Points string
+	Dashed bool
+}
+
+type bar struct {
+	X, Y, W, H float64
+	Color      string
+	Title      string
+}
+
+type legendItem struct {
+	Name  string
+	Color string
+	X     float64
+}
+
+// series is one line of values over the timeline's x positions.
+type series struct {
+	name   string
+	color  string
+	ys     []float64
+	dashed bool
+}
+
+// axes maps data coordinates to the plot area.
+type axes struct {
+	xMax, yMax float64
+}
+
+func (a axes) x(v float64) float64 {
+	return plotLeft + (plotRight-plotLeft)*v/a.xMax
+}
+
+func (a axes) y(v float64) float64 {
+	return plotBottom - (plotBottom-plotTop)*v/a.yMax
+}
+
+func newChart(id, title, yLabel string) *chart {
+	return &chart{
+		ID: id, Title: title, YLabel: yLabel,
+		Width: chartWidth, Height: chartHeight,
+		Left: plotLeft, Right: plotRight, Top: plotTop, Bottom: plotBottom,
+	}
+}
+
+// lineChart plots series against xs (seconds since the start).
+func lineChart(id, title, yLabel string, xs []float64, xMax float64, lines []series) *chart {
+	c := newChart(id, title, yLabel)
+	yMax := 0.0
+	for _, s := range lines {
+		for _, v := range s.ys {
+			if !math.IsNaN(v) {
+				yMax = math.Max(yMax, v)
+			}
+		}
+	}
+	if len(xs) == 0 || yMax <= 0 || xMax <= 0 {
+		c.Empty = true
+		return c
+	}
+	a := c.setAxes(xMax, yMax)
+	for _, s := range lines {
+		pts := make([]string, 0, len(s.ys))
+		for i, v := range s.ys {
+			if i >= len(xs) || math.IsNaN(v) {
+				continue
+			}
+			pts = append(pts, point(a.x(xs[i]), a.y(v)))
+		}
+		c.Lines = append(c.Lines, polyline{Name: s.name, Color: s.color, Points: strings.Join(pts, " "), Dashed: s.dashed})
+		c.addLegend(s.name, s.color)
+	}
+	return c
+}
+
+// stackedBarChart draws one bar per window, stacked by category.
+func stackedBarChart(id, title, yLabel string, starts, widths []float64, xMax float64, stacks []series) *chart {
+	c := newChart(id, title, yLabel)
+	yMax := 0.0
+	for i := range starts {
+		total := 0.0
+		for _, s := range stacks {
+			total += s.ys[i]
+		}
+		yMax = math.Max(yMax, total)
+	}
+	if len(starts) == 0 || yMax <= 0 || xMax <= 0 {
+		c.Empty = true
+		return c
+	}
+	a := c.setAxes(xMax, yMax)
+	for i := range starts {
+		base := 0.0
+		x0, x1 := a.x(starts[i]), a.x(starts[i]+widths[i])
+		w := math.Max(x1-x0-1, 1)
+		for _, s := range stacks {
+			v := s.ys[i]
+			if v <= 0 {
+				continue
+			}
+			top := a.y(base + v)
+			c.Bars = append(c.Bars, bar{
+				X: round1(x0), Y: round1(top), W: round1(w), H: round1(a.y(base) - top),
+				Color: s.color,
+				Title: fmt.Sprintf("%s at %.0fs: %s", s.name, starts[i], humanNumber(v)),
+			})
+			base += v
+		}
+	}
+	for _, s := range stacks {
+		c.addLegend(s.name, s.color)
+	}
+	return c
+}
+
+// setAxes picks round tick steps and returns the mapping.
+func (c *chart) setAxes(xMax, yMax float64) axes {
+	yStep := niceStep(yMax / 4)
+	yTop := math.Ceil(yMax*1.05/yStep) * yStep
+	a := axes{xMax: xMax, yMax: yTop}
+	for v := 0.0; v <= yTop+yStep/2; v += yStep {
+		c.YTicks = append(c.YTicks, tick{Pos: round1(a.y(v)), Label: humanNumber(v)})
+	}
+	xStep := niceStep(xMax / 6)
+	for v := 0.0; v <= xMax+xStep/100; v += xStep {
+		c.XTicks = append(c.XTicks, tick{Pos: round1(a.x(v)), Label: humanNumber(v) + "s"})
+	}
+	return a
+}
+
+func (c *chart) addLegend(name, color string) {
+	x := plotLeft + float64(len(c.Legend))*120
+	c.Legend = append(c.Legend, legendItem{Name: name, Color: color, X: x})
+}
+
+// niceStep rounds raw up to 1, 2 or 5 times a power of ten.
+func niceStep(raw float64) float64 {
+	if raw <= 0 || math.IsNaN(raw) || math.IsInf(raw, 0) {
+		return 1
+	}
+	mag := math.Pow(10, math.Floor(math.Log10(raw)))
+	switch f := raw / mag; {
+	case f <= 1:
+		return mag
+	case f <= 2:
+		return 2 * mag
+	case f <= 5:
+		return 5 * mag
+	default:
+		return 10 * mag
+	}
+}
+
+// humanNumber prints 1500 as 1.5k and 2000000 as 2M.
+func humanNumber(v float64) string {
+	abs := math.Abs(v)
+	switch {
+	case abs >= 1e6:
+		return trimFloat(v/1e6) + "M"
+	case abs >= 1e3:
+		return trimFloat(v/1e3) + "k"
+	default:
+		return trimFloat(v)
+	}
+}
+
+func trimFloat(v float64) string {
+	return strconv.FormatFloat(math.Round(v*100)/100, 'f', -1, 64)
+}
+
+func round1(v float64) float64 { return math.Round(v*10) / 10 }
+
+func point(x, y float64) string {
+	return strconv.FormatFloat(round1(x), 'f', -1, 64) + "," + strconv.FormatFloat(round1(y), 'f', -1, 64)
+}

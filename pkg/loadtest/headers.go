@@ -1,0 +1,94 @@
+package loadtest
+
+import (
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Dimension names one of the rate-limit buckets Anthropic reports in
+// anthropic-ratelimit-<dimension>-{limit,remaining,reset} headers.
+type Dimension string
+
+const (
+	// DimRequests is requests per minute.
+	DimRequests Dimension = "requests"
+	// DimInputTokens is input tokens per minute.
+	DimInputTokens Dimension = "input-tokens"
+	// DimOutputTokens is output tokens per minute.
+	DimOutputTokens Dimension = "output-tokens"
+	// DimTokens is the most restrictive token limit in effect.
+	DimTokens Dimension = "tokens"
+)
+
+// AllDimensions lists the dimensions in report order.
+var AllDimensions = []Dimension{DimRequests, DimInputTokens, DimOutputTokens, DimTokens}
+
+// Bucket is one dimension's header values on one response. A value of -1
+// means the header was absent or unreadable.
+type Bucket struct {
+	Limit     int64
+	Remaining int64
+}
+
+// RateLimitHeaders holds the anthropic-ratelimit-* values of one response.
+type RateLimitHeaders map[Dimension]Bucket
+
+// ParseRateLimitHeaders reads the limit and remaining values of every
+// dimension present in h. Malformed values are ignored rather than trusted:
+// a load test should report what it could read, not fail on a header.
+func ParseRateLimitHeaders(h http.Header) RateLimitHeaders {
+	var out RateLimitHeaders
+	for _, d := range AllDimensions {
+		prefix := "anthropic-ratelimit-" + string(d)
+		limit := headerInt(h, prefix+"-limit")
+		remaining := headerInt(h, prefix+"-remaining")
+		if limit < 0 && remaining < 0 {
+			continue
+		}
+		if out == nil {
+			out = make(RateLimitHeaders, len(AllDimensions))
+		}
+		out[d] = Bucket{Limit: limit, Remaining: remaining}
+	}
+	return out
+}
+
+func headerInt(h http.Header, key string) int64 {
+	v := strings.TrimSpace(h.Get(key))
+	if v == "" {
+		return -1
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return -1
+	}
+	return n
+}
+
+// ParseRetryAfter reads retry-after-ms (used by the SDK when present) or
+// retry-after, as seconds or as an HTTP date relative to now. It returns -1
+// when neither is present or readable.
+func ParseRetryAfter(h http.Header, now time.Time) time.Duration {
+	if v := strings.TrimSpace(h.Get("retry-after-ms")); v != "" {
+		if ms, err := strconv.ParseFloat(v, 64); err == nil && ms >= 0 && !math.IsInf(ms, 0) && ms < 1e12 {
+			return time.Duration(ms * float64(time.Millisecond))
+		}
+	}
+	v := strings.TrimSpace(h.Get("retry-after"))
+	if v == "" {
+		return -1
+	}
+	if s, err := strconv.ParseFloat(v, 64); err == nil {
+		if s < 0 || math.IsNaN(s) || s > 1e9 {
+			return -1
+		}
+		return time.Duration(s * float64(time.Second))
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(t.Sub(now), 0)
+	}
+	return -1
+}

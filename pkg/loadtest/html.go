@@ -1,0 +1,187 @@
+package loadtest
+
+import (
+	"bytes"
+	_ "embed"
+	"fmt"
+	"html/template"
+	"io"
+	"math"
+	"time"
+)
+
+//go:embed report.html.tmpl
+var reportTemplateText string
+
+var reportTemplate = template.Must(template.New("report").Parse(reportTemplateText))
+
+// classColors gives each class a fixed color in every chart.
+var classColors = map[Class]string{
+	ClassOK:          "#2e7d32",
+	ClassRateLimited: "#ef6c00",
+	ClassOverloaded:  "#6a1b9a",
+	ClassServerError: "#c62828",
+	ClassClientError: "#795548",
+	ClassTransport:   "#455a64",
+	ClassStreamError: "#ad1457",
+	ClassCanceled:    "#bdbdbd",
+}
+
+// htmlPage is what the template renders.
+type htmlPage struct {
+	Title     string
+	Generated string
+	Report    *Report
+	Headline  []headlineItem
+	Charts    []*chart
+	Latency   []latencyRow
+	Summary   string
+}
+
+type latencyRow struct {
+	Name  string
+	Cells []string
+	Count int64
+}
+
+type headlineItem struct {
+	Label string
+	Value string
+}
+
+// WriteHTML renders the report as one self-contained HTML page: inline CSS
+// and inline SVG charts drawn here in Go, no scripts and no network
+// fetches, so it opens offline and can be attached to a ticket.
+func (r *Report) WriteHTML(w io.Writer) error {
+	var summary bytes.Buffer
+	if err := r.WriteSummary(&summary); err != nil {
+		return err
+	}
+	page := htmlPage{
+		Title:     "claudecap load test " + r.StartedAt.Format(time.RFC3339),
+		Generated: r.StartedAt.Format(time.RFC1123),
+		Report:    r,
+		Headline:  r.headline(),
+		Charts:    r.charts(),
+		Latency:   r.latencyRows(),
+		Summary:   summary.String(),
+	}
+	if err := reportTemplate.Execute(w, page); err != nil {
+		return fmt.Errorf("rendering HTML report: %w", err)
+	}
+	return nil
+}
+
+func (r *Report) headline() []headlineItem {
+	items := []headlineItem{
+		{"Load", r.describeLoad()},
+		{"Sent", fmt.Sprintf("%d requests at %.2f/s", r.Requests.Sent, r.Throughput.SentPerSecond)},
+		{"Succeeded", fmt.Sprintf("%d of %d", r.Requests.Succeeded, r.Requests.Completed)},
+		{"429 / 529 / 5xx", fmt.Sprintf("%d / %d / %d", r.Classes[ClassRateLimited], r.Classes[ClassOverloaded], r.Classes[ClassServerError])},
+		{"End-to-end p99", fmt.Sprintf("%.1f ms", r.Latency.EndToEnd.P99Ms)},
+		{"Requests/min", fmt.Sprintf("%.0f", r.Throughput.RequestsPerMinute)},
+		{"Output tokens/s", fmt.Sprintf("%.1f", r.Throughput.OutputTokensPerSecond)},
+	}
+	if r.Latency.TimeToFirstToken.Count > 0 {
+		items = append(items, headlineItem{"TTFT p99", fmt.Sprintf("%.1f ms", r.Latency.TimeToFirstToken.P99Ms)})
+	}
+	if r.Interrupted {
+		items = append(items, headlineItem{"Status", "interrupted: partial report"})
+	}
+	return items
+}
+
+func (r *Report) latencyRows() []latencyRow {
+	rows := []struct {
+		name string
+		p    Percentiles
+	}{
+		{"end-to-end", r.Latency.EndToEnd},
+		{"time to first token", r.Latency.TimeToFirstToken},
+		{"inter-token", r.Latency.InterToken},
+		{"service time", r.Latency.ServiceTime},
+		{"schedule lag", r.Latency.ScheduleLag},
+	}
+	out := make([]latencyRow, 0, len(rows))
+	for _, row := range rows {
+		if row.p.Count == 0 {
+			continue
+		}
+		p := row.p
+		cells := make([]string, 0, 6)
+		for _, v := range []float64{p.P50Ms, p.P90Ms, p.P95Ms, p.P99Ms, p.P999Ms, p.MaxMs} {
+			cells = append(cells, fmt.Sprintf("%.2f", v))
+		}
+		out = append(out, latencyRow{Name: row.name, Cells: cells, Count: p.Count})
+	}
+	return out
+}
+
+// charts builds the four charts from the timeline.
+func (r *Report) charts() []*chart {
+	n := len(r.Timeline)
+	mids := make([]float64, n)
+	starts := make([]float64, n)
+	widths := make([]float64, n)
+	p50, p90, p99 := make([]float64, n), make([]float64, n), make([]float64, n)
+	rpm, itpm, otpm := make([]float64, n), make([]float64, n), make([]float64, n)
+	xMax := r.DurationSeconds
+	for i, w := range r.Timeline {
+		starts[i], widths[i] = w.StartSeconds, w.WidthSeconds
+		mids[i] = w.StartSeconds + w.WidthSeconds/2
+		xMax = math.Max(xMax, w.StartSeconds+w.WidthSeconds)
+		if w.EndToEnd.Count > 0 {
+			p50[i], p90[i], p99[i] = w.EndToEnd.P50Ms, w.EndToEnd.P90Ms, w.EndToEnd.P99Ms
+		} else {
+			p50[i], p90[i], p99[i] = math.NaN(), math.NaN(), math.NaN()
+		}
+		perMinute := 60 / w.WidthSeconds
+		rpm[i] = float64(w.Attempts) * perMinute
+		itpm[i] = float64(w.InputTokens) * perMinute
+		otpm[i] = float64(w.OutputTokens) * perMinute
+	}
+	latency := lineChart("latency", "End-to-end latency percentiles over time", "ms", mids, xMax, []series{
+		{name: "p50", color: "#1565c0", ys: p50},
+		{name: "p90", color: "#f9a825", ys: p90},
+		{name: "p99", color: "#c62828", ys: p99},
+	})
+	reqLines := []series{{name: "requests/min", color: "#1565c0", ys: rpm}}
+	reqLines = r.appendLimit(reqLines, DimRequests, "RPM limit", "#1565c0", n)
+	requests := lineChart("requests", "Requests per minute vs the limit in the headers", "req/min", mids, xMax, reqLines)
+	tokLines := []series{
+		{name: "input tok/min", color: "#00838f", ys: itpm},
+		{name: "output tok/min", color: "#8e24aa", ys: otpm},
+	}
+	tokLines = r.appendLimit(tokLines, DimInputTokens, "ITPM limit", "#00838f", n)
+	tokLines = r.appendLimit(tokLines, DimOutputTokens, "OTPM limit", "#8e24aa", n)
+	tokens := lineChart("tokens", "Tokens per minute vs the limits in the headers", "tok/min", mids, xMax, tokLines)
+
+	stacks := make([]series, 0, len(AllClasses))
+	for _, c := range AllClasses {
+		ys := make([]float64, n)
+		seen := false
+		for i, w := range r.Timeline {
+			ys[i] = float64(w.Classes[c]) / w.WidthSeconds
+			seen = seen || ys[i] > 0
+		}
+		if seen {
+			stacks = append(stacks, series{name: string(c), color: classColors[c], ys: ys})
+		}
+	}
+	status := stackedBarChart("status", "Results per second by class", "req/s", starts, widths, xMax, stacks)
+	return []*chart{latency, requests, tokens, status}
+}
+
+// appendLimit adds a dashed horizontal line at the dimension's limit when
+// the headers reported one.
+func (r *Report) appendLimit(lines []series, d Dimension, name, color string, n int) []series {
+	obs, ok := r.RateLimits[d]
+	if !ok || obs.Limit <= 0 || n == 0 {
+		return lines
+	}
+	ys := make([]float64, n)
+	for i := range ys {
+		ys[i] = float64(obs.Limit)
+	}
+	return append(lines, series{name: name, color: color, ys: ys, dashed: true})
+}
