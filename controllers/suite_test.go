@@ -6,7 +6,6 @@ import (
 	"os"
 	"testing"
 
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -19,6 +18,7 @@ import (
 
 	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
 	"github.com/claudecap/claudecap/internal/kubeenv"
+	"github.com/claudecap/claudecap/internal/redislog"
 	"github.com/claudecap/claudecap/pkg/capacity"
 )
 
@@ -33,7 +33,7 @@ func TestMain(m *testing.M) {
 func runSuite(m *testing.M) int {
 	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.UseDevMode(false), zap.Level(zapLevel())))
 	// go-redis logs every failed dial; the tests that stop Redis read the condition instead.
-	redis.SetLogger(quietRedis{})
+	redislog.Install(ctrl.Log.WithName("redis"))
 	env, err := kubeenv.NewEnvironment()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "envtest:", err)
@@ -80,10 +80,6 @@ func runSuite(m *testing.M) int {
 	}
 	return code
 }
-
-type quietRedis struct{}
-
-func (quietRedis) Printf(context.Context, string, ...any) {}
 
 func must(err error) {
 	if err != nil {

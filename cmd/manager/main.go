@@ -19,6 +19,7 @@ import (
 
 	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
 	"github.com/claudecap/claudecap/controllers"
+	"github.com/claudecap/claudecap/internal/redislog"
 	"github.com/claudecap/claudecap/pkg/capacity"
 )
 
@@ -45,6 +46,7 @@ func main() {
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
+	redislog.Install(ctrl.Log.WithName("redis"))
 
 	if err := run(metricsAddr, probeAddr, secureMetrics, enableHTTP2, leaderElect, catalogPath); err != nil {
 		fmt.Fprintln(os.Stderr, "manager:", err)
