@@ -10,11 +10,16 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -55,6 +60,19 @@ func run(ctx context.Context, smoke bool) error {
 	}
 	defer func() { _ = logFile.Close() }()
 	ctrl.SetLogger(zap.New(zap.WriteTo(logFile)))
+
+	stopRedis, err := startRedis(ctx, devDir)
+	if err != nil {
+		return err
+	}
+	defer stopRedis()
+	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
+	defer func() { _ = rdb.Close() }()
+	// The stream sample's workers would create their consumer group; nothing runs them here.
+	if err := rdb.XGroupCreateMkStream(ctx, "classify", "classifiers", "$").Err(); err != nil &&
+		!strings.Contains(err.Error(), "BUSYGROUP") {
+		return fmt.Errorf("creating the sample stream's consumer group: %w", err)
+	}
 
 	env, err := kubeenv.NewEnvironment()
 	if err != nil {
@@ -139,16 +157,17 @@ func run(ctx context.Context, smoke bool) error {
 The local control plane is up. In another shell:
 
   export KUBECONFIG=%s
-  %s get ccap -o wide            # replicas, desired, queue, what limits scaling
+  %s get ccap -o wide -w         # replicas, desired, queue, what limits scaling
   %s describe ccap summarizer    # conditions and events
-  %s get ccap summarizer -o jsonpath='{.status.plan}'
+  redis-cli -p 6379 RPUSH jobs $(seq 600)   # a backlog: watch summarizer-workers scale up
+  redis-cli -p 6379 DEL jobs                # and drain it
 
 Operator logs: %s  Metrics: http://127.0.0.1:8480/metrics
 Press Ctrl-C to stop everything.
-`, kubeconfigPath, kubectl, kubectl, kubectl, logFile.Name())
+`, kubeconfigPath, kubectl, kubectl, logFile.Name())
 
 	if smoke {
-		return nil
+		return smokeScaling(ctx, rdb, kc)
 	}
 	select {
 	case <-ctx.Done():
@@ -160,6 +179,60 @@ Press Ctrl-C to stop everything.
 		}
 		return nil
 	}
+}
+
+// redisAddr is where the samples expect their queues.
+const redisAddr = "127.0.0.1:6379"
+
+// startRedis uses a Redis already listening on redisAddr, or starts one for the session
+// and returns how to stop it.
+func startRedis(ctx context.Context, dir string) (func(), error) {
+	if conn, err := net.DialTimeout("tcp", redisAddr, 300*time.Millisecond); err == nil {
+		_ = conn.Close()
+		fmt.Println("dev: using the Redis already listening on " + redisAddr)
+		return func() {}, nil
+	}
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return nil, errors.New("redis-server is not installed: run `make redis` (or apt-get install redis-server)")
+	}
+	cmd := exec.CommandContext(ctx, bin, "--bind", "127.0.0.1", "--port", "6379", "--save", "", "--appendonly", "no", "--dir", dir)
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting redis-server: %w", err)
+	}
+	stop := func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if conn, err := net.DialTimeout("tcp", redisAddr, 100*time.Millisecond); err == nil {
+			_ = conn.Close()
+			fmt.Println("dev: started redis-server on " + redisAddr)
+			return stop, nil
+		}
+	}
+	stop()
+	return nil, errors.New("redis-server did not start listening on " + redisAddr)
+}
+
+// smokeScaling pushes a backlog into the summarizer sample's queue and waits until its
+// Deployment has scaled up, proving the loop end to end, then prints the status again.
+func smokeScaling(ctx context.Context, rdb *redis.Client, kc func(args ...string) *exec.Cmd) error {
+	jobs := make([]any, 600)
+	for i := range jobs {
+		jobs[i] = fmt.Sprintf("job-%d", i)
+	}
+	if err := rdb.RPush(ctx, "jobs", jobs...).Err(); err != nil {
+		return fmt.Errorf("pushing the smoke backlog: %w", err)
+	}
+	fmt.Println("\ndev: pushed 600 jobs into the summarizer's queue; waiting for it to scale up")
+	if err := kc("wait", "-n", "default", "--for=jsonpath={.spec.replicas}=10", "--timeout=90s",
+		"deployment/summarizer-workers").Run(); err != nil {
+		_ = kc("get", "ccap", "-n", "default", "-o", "wide").Run()
+		_ = kc("describe", "ccap", "-n", "default", "summarizer").Run()
+		return fmt.Errorf("the summarizer did not scale to its demand: %w", err)
+	}
+	return kc("get", "ccap", "-n", "default", "-o", "wide").Run()
 }
 
 // kubectlPath prefers the kubectl built next to the envtest binaries, whose version
