@@ -8,6 +8,7 @@ IMG ?= ghcr.io/claudecap/claudecap:dev
 ## Tool versions (the one place they are pinned).
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 GOLANGCI_LINT_VERSION ?= v2.15.0
+HELM_VERSION ?= v3.22.0
 # kube-apiserver and kubectl come from k8s.io/kubernetes at this version (hack/envtest-bins/kube/go.mod);
 # etcd from the version in hack/envtest-bins/etcd/go.mod.
 ENVTEST_K8S_VERSION ?= 1.37.2
@@ -18,6 +19,8 @@ SHELL = /usr/bin/env bash -o pipefail
 LOCALBIN ?= $(CURDIR)/bin
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen
 GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint
+HELM ?= $(LOCALBIN)/helm
+export HELM
 ENVTEST_ASSETS ?= $(LOCALBIN)/k8s/$(ENVTEST_K8S_VERSION)-linux-amd64
 # A preset KUBEBUILDER_ASSETS wins over the binaries built here.
 KUBEBUILDER_ASSETS ?= $(ENVTEST_ASSETS)
@@ -64,7 +67,7 @@ lint-fix: golangci-lint ## Run golangci-lint and apply its fixes.
 	$(GOLANGCI_LINT) run --fix ./...
 
 .PHONY: test
-test: manifests generate fmt vet envtest redis ## Run all tests: unit, envtest (real kube-apiserver + etcd) and Redis-backed.
+test: manifests generate fmt vet envtest redis helm ## Run all tests: unit, envtest (real kube-apiserver + etcd), Redis-backed, Helm chart.
 	go test $(GO_TEST_FLAGS) ./... -coverprofile cover.out
 
 .PHONY: bench
@@ -145,6 +148,17 @@ $(CONTROLLER_GEN):
 golangci-lint: $(GOLANGCI_LINT) ## Install golangci-lint into bin/.
 $(GOLANGCI_LINT):
 	GOBIN=$(LOCALBIN) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+
+.PHONY: helm
+helm: $(HELM) ## Install helm into bin/ (built from the Go module proxy).
+$(HELM):
+	GOBIN=$(LOCALBIN) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+
+.PHONY: helm-lint
+helm-lint: manifests helm envtest ## Lint the Helm chart and test that it renders and installs on a local control plane.
+	$(HELM) lint --strict charts/claudecap
+	$(HELM) lint --strict charts/claudecap --values charts/claudecap/ci/all-features-values.yaml
+	go test $(GO_TEST_FLAGS) ./test/helm/...
 
 .PHONY: envtest
 envtest: ## Build kube-apiserver, etcd and kubectl for envtest into bin/k8s/ (once; cached).

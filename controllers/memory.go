@@ -63,6 +63,15 @@ func (m *memory) get(key types.NamespacedName) *workloadMemory {
 	return w
 }
 
+// reset forgets everything, as a restart of the operator would. Reconciles running now
+// keep the entries they hold; their readers are left open, since closing one under a
+// running poll would pull it from under that reconcile (tests only).
+func (m *memory) reset() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.items = map[types.NamespacedName]*workloadMemory{}
+}
+
 // forget drops a deleted ClaudeCapacity's memory.
 func (m *memory) forget(key types.NamespacedName) {
 	m.mu.Lock()

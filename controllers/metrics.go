@@ -64,7 +64,7 @@ func (m *controllerMetrics) observeDecision(cc *capacityv1alpha1.ClaudeCapacity,
 	m.inFlight.With(l).Set(float64(d.InFlight))
 	m.arrivals.With(l).Set(d.ArrivalsPerMinute)
 	for _, dim := range []capacity.Dimension{capacity.Requests, capacity.InputTokens, capacity.OutputTokens} {
-		m.allocation.With(prometheus.Labels{"namespace": cc.Namespace, "name": cc.Name, "dimension": dim.String()}).
+		m.allocation.With(prometheus.Labels{"namespace": cc.Namespace, "name": cc.Name, "dimension": string(dim.LimitReason())}).
 			Set(float64(a.Share[dim] + a.Headroom[dim]))
 	}
 }

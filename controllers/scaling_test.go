@@ -151,12 +151,20 @@ func TestLowLimitsCapReplicasAndNameTheDimension(t *testing.T) {
 				g.Expect(got.Status.DemandReplicas).To(Equal(int32(11)))
 				g.Expect(*got.Status.CapReplicas).To(Equal(int32(3)))
 				g.Expect(got.Status.LimitedBy).To(Equal(tc.dimension))
-				limited := meta.FindStatusCondition(got.Status.Conditions, capacityv1alpha1.ConditionScalingLimited)
+				limited := conditionOf(g, got, capacityv1alpha1.ConditionScalingLimited)
 				g.Expect(limited.Status).To(Equal(metav1.ConditionTrue))
 				g.Expect(limited.Reason).To(Equal(string(tc.dimension)))
 			}, eventually).Should(Succeed())
 		})
 	}
+}
+
+// conditionOf returns a condition, failing this poll (not the test) while it is not set yet:
+// the controller may scale the target before its status patch lands.
+func conditionOf(g Gomega, cc *capacityv1alpha1.ClaudeCapacity, condType string) *metav1.Condition {
+	c := meta.FindStatusCondition(getCC(g, cc).Status.Conditions, condType)
+	g.Expect(c).NotTo(BeNil(), "condition %s is not set yet", condType)
+	return c
 }
 
 func explicitLimits(rpm, itpm, otpm int64) capacityv1alpha1.Limits {
@@ -221,7 +229,8 @@ func TestDeadRedisHoldsReplicasAndRecovers(t *testing.T) {
 	srv.Stop()
 	g.Eventually(func(g Gomega) {
 		got := getCC(g, cc)
-		sig := meta.FindStatusCondition(got.Status.Conditions, capacityv1alpha1.ConditionSignalsAvailable)
+		sig := conditionOf(g, got, capacityv1alpha1.ConditionSignalsAvailable)
+		g.Expect(sig).NotTo(BeNil(), "conditions: %+v", got.Status.Conditions)
 		g.Expect(sig.Status).To(Equal(metav1.ConditionFalse))
 		g.Expect(sig.Message).To(ContainSubstring(srv.Addr()))
 		g.Expect(got.Status.LimitedBy).To(Equal(capacityv1alpha1.LimitedByHeld))
@@ -260,7 +269,7 @@ func TestAnotherAutoscalerOnTheTargetIsNotFought(t *testing.T) {
 	cc := queued(ns, "workers", "fight", srv.Addr(), "jobs")
 	g.Expect(k8sClient.Create(ctx, cc)).To(Succeed())
 	g.Eventually(func(g Gomega) {
-		active := meta.FindStatusCondition(getCC(g, cc).Status.Conditions, capacityv1alpha1.ConditionScalingActive)
+		active := conditionOf(g, cc, capacityv1alpha1.ConditionScalingActive)
 		g.Expect(active).NotTo(BeNil())
 		g.Expect(active.Status).To(Equal(metav1.ConditionFalse))
 		g.Expect(active.Reason).To(Equal(ReasonAmbiguousAutoscaler))
@@ -280,7 +289,7 @@ func TestPauseAnnotations(t *testing.T) {
 	cc.Annotations = map[string]string{capacityv1alpha1.AnnotationPaused: "true"}
 	g.Expect(k8sClient.Create(ctx, cc)).To(Succeed())
 	g.Eventually(func(g Gomega) {
-		active := meta.FindStatusCondition(getCC(g, cc).Status.Conditions, capacityv1alpha1.ConditionScalingActive)
+		active := conditionOf(g, cc, capacityv1alpha1.ConditionScalingActive)
 		g.Expect(active).NotTo(BeNil())
 		g.Expect(active.Reason).To(Equal(ReasonPaused))
 	}, eventually).Should(Succeed())
@@ -318,7 +327,7 @@ func TestScaleDownWaitsForInFlightWork(t *testing.T) {
 	push(g, srv, "jobs:processing", 6)
 	g.Eventually(func(g Gomega) {
 		g.Expect(specReplicas(g, ns, "workers")).To(Equal(int32(6)))
-		limited := meta.FindStatusCondition(getCC(g, cc).Status.Conditions, capacityv1alpha1.ConditionScalingLimited)
+		limited := conditionOf(g, cc, capacityv1alpha1.ConditionScalingLimited)
 		g.Expect(limited.Reason).To(Equal("WorkInFlight"))
 	}, eventually).Should(Succeed())
 	g.Consistently(func(g Gomega) { g.Expect(specReplicas(g, ns, "workers")).To(Equal(int32(6))) }, "3s").Should(Succeed())

@@ -26,6 +26,10 @@ import (
 // reconciler is started against the same server.
 var k8sClient client.Client
 
+// testReconciler is the reconciler the suite's manager runs, for tests that simulate an
+// operator restart by dropping its memory.
+var testReconciler *ClaudeCapacityReconciler
+
 func TestMain(m *testing.M) {
 	os.Exit(runSuite(m))
 }
@@ -69,6 +73,7 @@ func runSuite(m *testing.M) int {
 		Catalog:  capacity.DefaultCatalog(),
 	}
 	must(reconciler.SetupWithManager(mgr))
+	testReconciler = reconciler
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -1,0 +1,75 @@
+{{/*
+Names and labels shared by every template. Resource names follow `make deploy`
+(<fullname>-controller-manager, <fullname>-manager-role, ...), so docs fit both installs.
+*/}}
+
+{{/* The chart name, or nameOverride. */}}
+{{- define "claudecap.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The prefix of every resource name: fullnameOverride, else the release name when it
+already contains the chart name (the usual `helm install claudecap ...`), else both.
+*/}}
+{{- define "claudecap.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Labels on every object. */}}
+{{- define "claudecap.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "claudecap.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/* Labels that select the manager pods; fixed for the life of a release. */}}
+{{- define "claudecap.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "claudecap.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+control-plane: controller-manager
+{{- end }}
+
+{{/* The ServiceAccount the manager runs as. */}}
+{{- define "claudecap.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (printf "%s-controller-manager" (include "claudecap.fullname" .)) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The manager image reference. */}}
+{{- define "claudecap.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/* Where the catalog ConfigMap is mounted, and the file the manager reads. */}}
+{{- define "claudecap.catalogDir" -}}/etc/claudecap{{- end }}
+{{- define "claudecap.catalogFile" -}}catalog.yaml{{- end }}
+
+{{/*
+Combinations the schema cannot express; each fails with the fix in the message.
+Included once, from the Deployment.
+*/}}
+{{- define "claudecap.validate" -}}
+{{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) }}
+{{- fail "replicaCount > 1 needs leaderElection.enabled=true: without it every replica would scale the same workers" }}
+{{- end }}
+{{- if and .Values.serviceMonitor.enabled (not .Values.metrics.enabled) }}
+{{- fail "serviceMonitor.enabled=true needs metrics.enabled=true: there is no metrics Service to monitor" }}
+{{- end }}
+{{- if and .Values.metrics.enabled (eq (int .Values.metrics.port) (int .Values.healthProbePort)) }}
+{{- fail "metrics.port and healthProbePort must differ: both servers listen in the same pod" }}
+{{- end }}
+{{- end }}
