@@ -70,6 +70,11 @@ type scope struct {
 	arrivals       capacity.ArrivalEstimate
 	signalsMissing bool
 
+	// limiter is what the shared limiters last observed (nil without a limiter); shares is
+	// the split of the pool's budget decide computed.
+	limiter *limiterView
+	shares  *capacity.PoolAllocation
+
 	// decision is what decide concluded; held when it chose to keep replicas as they are.
 	decision *capacity.Decision
 	held     bool
@@ -115,7 +120,8 @@ func (r *ClaudeCapacityReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	}()
 
 	s := &scope{cc: cc}
-	result, err := r.reconcileSteps(ctx, s, r.readTarget, r.plan, r.checkScalingActive, r.readSignals, r.decide, r.scale)
+	result, err := r.reconcileSteps(ctx, s, r.readTarget, r.plan, r.checkScalingActive, r.readSignals, r.readLimiter,
+		r.decide, r.scale, r.publishLimiter)
 	return shortest(result, ctrl.Result{RequeueAfter: pollInterval(cc)}), err
 }
 

@@ -7,6 +7,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
 	"github.com/claudecap/claudecap/internal/specplan"
@@ -38,7 +39,15 @@ func (r *ClaudeCapacityReconciler) decide(ctx context.Context, s *scope) (ctrl.R
 		return ctrl.Result{}, nil
 	}
 
-	mu := float64(cc.Spec.Worker.RequestsPerMinutePerReplica)
+	w := r.memory.get(client.ObjectKeyFromObject(cc))
+	mu, measured, err := capacity.PerReplicaThroughput(float64(cc.Spec.Worker.RequestsPerMinutePerReplica),
+		r.observedThroughput(s, w), minSaturatedPolls)
+	if err != nil {
+		return ctrl.Result{}, fmt.Errorf("choosing the per-replica throughput: %w", err)
+	}
+	if measured && cc.Status.Observed != nil {
+		cc.Status.Observed.PerReplicaRequestsPerMinute = int64(mu + 0.5)
+	}
 	demand, err := capacity.ComputeDemand(s.demandInput(mu))
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("computing demand: %w", err)
@@ -48,10 +57,13 @@ func (r *ClaudeCapacityReconciler) decide(ctx context.Context, s *scope) (ctrl.R
 		return ctrl.Result{}, err
 	}
 	pool, claims := r.poolClaims(s, members, demand)
+	pool.ExternalUsage = s.limiter.externalUsage(r.now())
+	claims[0].Profile = observedProfile(claims[0].Profile, s.limiter)
 	shares, err := capacity.FairShare(pool, claims)
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("sharing the pool budget: %w", err)
 	}
+	s.shares = &shares
 	allocation := shares.Members[0] // this workload's claim is always the first
 
 	decision, err := capacity.Decide(capacity.DecisionInput{

@@ -6,6 +6,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 
+	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
 	"github.com/claudecap/claudecap/pkg/capacity"
 	"github.com/claudecap/claudecap/pkg/signals"
 )
@@ -27,14 +28,37 @@ type workloadMemory struct {
 	failures int
 	// lastSignalError is the last failure's message, to emit an event only when it changes.
 	lastSignalError string
-	// password caches the Redis password read from a Secret, and when it was read.
-	password     string
-	passwordRead time.Time
+	// passwords caches Redis passwords read from Secrets, and when each was read.
+	passwords map[capacityv1alpha1.SecretKeyRef]cachedPassword
 	// reader polls the queue over a connection shared with other workloads on the same
 	// Redis; it is rebuilt when the connection or the queue changes.
 	reader      *signals.Reader
 	readerConn  signals.Connection
 	readerQueue signals.Queue
+
+	// limiter is the last limiter state read, through limiterLease on limiterConn;
+	// publishedAt is when the pool config was last written.
+	limiter          *limiterView
+	limiterLease     *signals.Lease
+	limiterConn      signals.Connection
+	lastLimiterError string
+	publishedAt      time.Time
+	// saturatedPolls counts consecutive polls with work waiting, which make the observed
+	// throughput a measure of capacity.
+	saturatedPolls int
+}
+
+type cachedPassword struct {
+	value string
+	read  time.Time
+}
+
+// closeLimiter gives the limiter's shared connection back.
+func (w *workloadMemory) closeLimiter() {
+	if w.limiterLease != nil {
+		w.limiterLease.Release()
+		w.limiterLease = nil
+	}
 }
 
 // closeReader gives the reader's shared connection back.
@@ -78,6 +102,7 @@ func (m *memory) forget(key types.NamespacedName) {
 	defer m.mu.Unlock()
 	if w, ok := m.items[key]; ok {
 		w.closeReader()
+		w.closeLimiter()
 	}
 	delete(m.items, key)
 }

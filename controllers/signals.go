@@ -117,8 +117,8 @@ func (r *ClaudeCapacityReconciler) redisPassword(ctx context.Context, namespace 
 	if ref == nil {
 		return "", nil
 	}
-	if w.password != "" && r.now().Sub(w.passwordRead) < passwordTTL {
-		return w.password, nil
+	if cached, ok := w.passwords[*ref]; ok && r.now().Sub(cached.read) < passwordTTL {
+		return cached.value, nil
 	}
 	secret := &corev1.Secret{}
 	if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: ref.Name}, secret); err != nil {
@@ -128,6 +128,9 @@ func (r *ClaudeCapacityReconciler) redisPassword(ctx context.Context, namespace 
 	if !ok {
 		return "", fmt.Errorf("secret %s/%s has no key %q for the Redis password", namespace, ref.Name, ref.Key)
 	}
-	w.password, w.passwordRead = string(value), r.now()
-	return w.password, nil
+	if w.passwords == nil {
+		w.passwords = map[capacityv1alpha1.SecretKeyRef]cachedPassword{}
+	}
+	w.passwords[*ref] = cachedPassword{value: string(value), read: r.now()}
+	return string(value), nil
 }

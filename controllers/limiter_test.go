@@ -1,0 +1,79 @@
+package controllers
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
+	"github.com/claudecap/claudecap/internal/testutil/redistest"
+	"github.com/claudecap/claudecap/pkg/ratelimit"
+)
+
+func TestLimiterStateFlowsBothWays(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	ns := newNamespace(t)
+	push(g, srv, "jobs", 600)
+	g.Expect(k8sClient.Create(ctx, newDeployment(ns, "workers", 1))).To(Succeed())
+	cc := queued(ns, "workers", "limiter", srv.Addr(), "jobs")
+	// 48,000 output tokens per minute carry 8 replicas of 6,000 (30 requests of 200).
+	cc.Spec.Limits = explicitLimits(10_000, 10_000_000, 48_000)
+	pool := ratelimit.PoolKey{Organization: "limiter", Class: "sonnet-4"}
+	workload := ns + "/workers"
+
+	// What the workers' limiters report: 120 requests and 3 refusals from the API in the
+	// last minute.
+	g.Expect(ratelimit.RecordUsage(ctx, rdb, pool, workload, "pod-a",
+		ratelimit.UsageSample{Requests: 120, InputTokens: 60_000, OutputTokens: 24_000, RateLimited: 3})).To(Succeed())
+	g.Expect(k8sClient.Create(ctx, cc)).To(Succeed())
+
+	g.Eventually(func(g Gomega) {
+		got := getCC(g, cc)
+		g.Expect(got.Status.Observed).NotTo(BeNil())
+		g.Expect(got.Status.Observed.RequestsPerMinute).To(Equal(int64(120)))
+		g.Expect(got.Status.Observed.OutputTokensPerMinute).To(Equal(int64(24_000)))
+		g.Expect(got.Status.Observed.RateLimitedRequests).To(Equal(int64(3)))
+		limited := conditionOf(g, got, capacityv1alpha1.ConditionRateLimited)
+		g.Expect(limited.Status).To(Equal(metav1.ConditionTrue))
+		g.Expect(limited.Message).To(ContainSubstring("3 requests with 429"))
+	}, eventually).Should(Succeed())
+
+	// The controller publishes the pool's effective limits and this workload's share.
+	g.Eventually(func(g Gomega) {
+		cfg, err := ratelimit.ReadPoolConfig(ctx, rdb, pool)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(cfg.Limits.OutputTokensPerMinute).To(Equal(int64(48_000)))
+		g.Expect(cfg.Allocations).To(HaveKey(workload))
+		g.Expect(cfg.Allocations[workload].OutputTokensPerMinute).To(Equal(int64(48_000)))
+	}, eventually).Should(Succeed())
+
+	// Someone else on the same organization key uses output tokens too: the API's headers
+	// show all 48,000 used, of which the pool's limiters account for 24,000. The budget
+	// shrinks by the other 24,000 and the cap follows. (The 429s above also keep the
+	// observed throughput from replacing the declared one, so the numbers stay exact.)
+	h := http.Header{}
+	h.Set("anthropic-ratelimit-output-tokens-limit", "48000")
+	h.Set("anthropic-ratelimit-output-tokens-remaining", "0")
+	h.Set("anthropic-ratelimit-output-tokens-reset", time.Now().UTC().Add(time.Minute).Format(time.RFC3339))
+	up, err := ratelimit.ParseUpstreamHeaders(h, http.StatusOK)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(ratelimit.WriteUpstream(ctx, rdb, pool, up)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		got := getCC(g, cc)
+		// 48,000 - (48,000 used - 24,000 ours) = 24,000 left: 4 replicas of 6,000.
+		g.Expect(got.Status.Allocation.OutputTokensPerMinute).To(Equal(int64(24_000)))
+		g.Expect(*got.Status.CapReplicas).To(Equal(int32(4)))
+		g.Expect(specReplicas(g, ns, "workers")).To(Equal(int32(4)))
+		cfg, err := ratelimit.ReadPoolConfig(ctx, rdb, pool)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(strconv.FormatInt(cfg.Limits.OutputTokensPerMinute, 10)).To(Equal("24000"))
+	}, 2*eventually).Should(Succeed())
+}
