@@ -10,9 +10,9 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
 	"github.com/redis/go-redis/v9"
 
+	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
 	"github.com/claudecap/claudecap/pkg/capacity"
 	"github.com/claudecap/claudecap/pkg/ratelimit"
 	"github.com/claudecap/claudecap/pkg/signals"
@@ -124,7 +124,8 @@ func (r *ClaudeCapacityReconciler) readLimiter(ctx context.Context, s *scope) (c
 	return ctrl.Result{}, nil
 }
 
-func (r *ClaudeCapacityReconciler) readLimiterState(ctx context.Context, s *scope, w *workloadMemory, conn *capacityv1alpha1.RedisConnection) (*limiterView, error) {
+func (r *ClaudeCapacityReconciler) readLimiterState(ctx context.Context, s *scope, w *workloadMemory,
+	conn *capacityv1alpha1.RedisConnection) (*limiterView, error) {
 	rdb, err := r.limiterClient(ctx, s.cc, w, conn)
 	if err != nil {
 		return nil, err

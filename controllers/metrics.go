@@ -20,11 +20,19 @@ type controllerMetrics struct {
 	reconcileSeconds             prometheus.Histogram
 }
 
-var workloadLabels = []string{"namespace", "name"}
+// metricsNamespace prefixes every metric name; labelNamespace and labelName identify the
+// ClaudeCapacity a series describes.
+const (
+	metricsNamespace = "claudecap"
+	labelNamespace   = "namespace"
+	labelName        = "name"
+)
+
+var workloadLabels = []string{labelNamespace, labelName}
 
 func newControllerMetrics(reg prometheus.Registerer) *controllerMetrics {
 	gauge := func(name, help string, labels ...string) *prometheus.GaugeVec {
-		return prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "claudecap", Name: name, Help: help},
+		return prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: metricsNamespace, Name: name, Help: help},
 			append(append([]string{}, workloadLabels...), labels...))
 	}
 	m := &controllerMetrics{
@@ -35,11 +43,11 @@ func newControllerMetrics(reg prometheus.Registerer) *controllerMetrics {
 		inFlight:    gauge("queue_in_flight", "Jobs being worked on."),
 		arrivals:    gauge("queue_arrivals_per_minute", "Smoothed estimate of jobs arriving per minute."),
 		allocation:  gauge("allocation_per_minute", "The workload's share of the pool budget per minute.", "dimension"),
-		signalErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "claudecap", Name: "signal_errors_total",
+		signalErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "signal_errors_total",
 			Help: "Failed reads of queue signals."}, workloadLabels),
-		scales: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "claudecap", Name: "scale_changes_total",
+		scales: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "scale_changes_total",
 			Help: "Changes of the target's replicas made by the controller."}, workloadLabels),
-		reconcileSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "claudecap", Name: "reconcile_duration_seconds",
+		reconcileSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: metricsNamespace, Name: "reconcile_duration_seconds",
 			Help: "Duration of ClaudeCapacity reconciles.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
 	}
 	reg.MustRegister(m.demand, m.capReplicas, m.desired, m.backlog, m.inFlight, m.arrivals,
@@ -52,7 +60,7 @@ func newControllerMetrics(reg prometheus.Registerer) *controllerMetrics {
 var defaultMetrics = newControllerMetrics(ctrlmetrics.Registry)
 
 func labels(cc *capacityv1alpha1.ClaudeCapacity) prometheus.Labels {
-	return prometheus.Labels{"namespace": cc.Namespace, "name": cc.Name}
+	return prometheus.Labels{labelNamespace: cc.Namespace, labelName: cc.Name}
 }
 
 func (m *controllerMetrics) observeDecision(cc *capacityv1alpha1.ClaudeCapacity, d capacity.Demand, dec capacity.Decision, a capacity.Allocation) {
@@ -64,20 +72,26 @@ func (m *controllerMetrics) observeDecision(cc *capacityv1alpha1.ClaudeCapacity,
 	m.inFlight.With(l).Set(float64(d.InFlight))
 	m.arrivals.With(l).Set(d.ArrivalsPerMinute)
 	for _, dim := range []capacity.Dimension{capacity.Requests, capacity.InputTokens, capacity.OutputTokens} {
-		m.allocation.With(prometheus.Labels{"namespace": cc.Namespace, "name": cc.Name, "dimension": string(dim.LimitReason())}).
+		m.allocation.With(prometheus.Labels{labelNamespace: cc.Namespace, labelName: cc.Name, "dimension": string(dim.LimitReason())}).
 			Set(float64(a.Share[dim] + a.Headroom[dim]))
 	}
 }
 
-func (m *controllerMetrics) signalError(cc *capacityv1alpha1.ClaudeCapacity) { m.signalErrors.With(labels(cc)).Inc() }
+func (m *controllerMetrics) signalError(cc *capacityv1alpha1.ClaudeCapacity) {
+	m.signalErrors.With(labels(cc)).Inc()
+}
 
-func (m *controllerMetrics) scaled(cc *capacityv1alpha1.ClaudeCapacity) { m.scales.With(labels(cc)).Inc() }
+func (m *controllerMetrics) scaled(cc *capacityv1alpha1.ClaudeCapacity) {
+	m.scales.With(labels(cc)).Inc()
+}
 
-func (m *controllerMetrics) reconciled(start time.Time) { m.reconcileSeconds.Observe(time.Since(start).Seconds()) }
+func (m *controllerMetrics) reconciled(start time.Time) {
+	m.reconcileSeconds.Observe(time.Since(start).Seconds())
+}
 
 // forget drops a deleted ClaudeCapacity's series.
 func (m *controllerMetrics) forget(namespace, name string) {
-	l := prometheus.Labels{"namespace": namespace, "name": name}
+	l := prometheus.Labels{labelNamespace: namespace, labelName: name}
 	for _, g := range []*prometheus.GaugeVec{m.demand, m.capReplicas, m.desired, m.backlog, m.inFlight, m.arrivals} {
 		g.Delete(l)
 	}
