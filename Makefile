@@ -109,6 +109,14 @@ build: manifests generate fmt vet ## Build the manager and the claudecap CLI int
 run: manifests generate fmt vet ## Run the controller from your host against the current kubeconfig.
 	go run ./cmd/manager
 
+.PHONY: docker-build
+docker-build: ## Build the operator image IMG (needs a Docker engine).
+	docker build -t $(IMG) .
+
+.PHONY: docker-push
+docker-push: ## Push the operator image IMG.
+	docker push $(IMG)
+
 ##@ Deployment
 
 ifndef ignore-not-found
@@ -125,7 +133,6 @@ uninstall: manifests ## Remove the CRDs from the cluster. Call with ignore-not-f
 
 .PHONY: deploy
 deploy: manifests ## Deploy the controller (image IMG) to the cluster.
-	cd config/manager && $(KUBECTL) kustomize . >/dev/null
 	$(KUBECTL) kustomize config/default | sed 's|controller:latest|$(IMG)|g' | $(KUBECTL) apply -f -
 
 .PHONY: undeploy
