@@ -36,8 +36,12 @@ func TestKustomizeDefaultInstalls(t *testing.T) {
 		err := cluster.client.Create(t.Context(), obj.DeepCopy())
 		if apierrors.IsAlreadyExists(err) {
 			// The chart's install test made an object of the same name (they share names on
-			// purpose); have the server validate this one as an update instead.
-			err = cluster.client.Patch(t.Context(), obj, client.Apply, client.DryRunAll, client.ForceOwnership, client.FieldOwner("kustomize-test"))
+			// purpose); have the server validate this one as a dry-run update instead.
+			existing := obj.DeepCopy()
+			g.Expect(cluster.client.Get(t.Context(), client.ObjectKeyFromObject(obj), existing)).To(Succeed())
+			update := obj.DeepCopy()
+			update.SetResourceVersion(existing.GetResourceVersion())
+			err = cluster.client.Update(t.Context(), update, client.DryRunAll)
 		}
 		g.Expect(err).NotTo(HaveOccurred(), "creating %s %s", obj.GetKind(), obj.GetName())
 	}
