@@ -27,6 +27,7 @@ never larger than the organization's Anthropic rate limits allow.
 		newPlanCommand(),
 		newLoadtestCommand(),
 		newMockCommand(),
+		newProxyCommand(),
 	)
 	return root
 }

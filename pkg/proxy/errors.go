@@ -1,0 +1,172 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/claudecap/claudecap/pkg/ratelimit"
+)
+
+// Headers the proxy adds to answers it makes itself, so a worker (or a load
+// test) can tell the proxy's refusals from the API's.
+const (
+	// HeaderOrigin is "proxy" on every response the proxy made itself.
+	HeaderOrigin = "X-Claudecap-Origin"
+	// HeaderLimited names the pool dimension that refused a request:
+	// requests, input-tokens or output-tokens.
+	HeaderLimited = "X-Claudecap-Limited"
+)
+
+// Anthropic error types the proxy answers with.
+const (
+	errInvalidRequest  = "invalid_request_error"
+	errAuthentication  = "authentication_error"
+	errNotFound        = "not_found_error"
+	errRequestTooLarge = "request_too_large"
+	errRateLimit       = "rate_limit_error"
+	errAPI             = "api_error"
+)
+
+// Messages of answers made on more than one path.
+const (
+	msgBuildFailed = "claudecap proxy: building the upstream request failed"
+	msgUnreachable = "claudecap proxy: the upstream API could not be reached"
+)
+
+// errorEnvelope is the top-level type of every error body.
+const errorEnvelope = "error"
+
+// answer is a response the proxy makes itself, in the API's error shape.
+type answer struct {
+	Status  int
+	Type    string
+	Message string
+	// Header holds extra headers (retry-after, x-claudecap-limited, ...).
+	Header map[string]string
+}
+
+// errorBody is the API's error body.
+type errorBody struct {
+	Type  string `json:"type"`
+	Error struct {
+		Type    string `json:"type"`
+		Message string `json:"message"`
+	} `json:"error"`
+	RequestID string `json:"request_id"`
+}
+
+// newRequestID makes a request id for answers of the proxy itself; the
+// req_ccap_ prefix tells them from the API's ids in logs.
+func newRequestID() string { return "req_ccap_" + rand.Text() }
+
+// render serializes a as the API would.
+func (a answer) render(requestID string) []byte {
+	var b errorBody
+	b.Type, b.Error.Type, b.Error.Message, b.RequestID = errorEnvelope, a.Type, a.Message, requestID
+	out, err := json.Marshal(b)
+	if err != nil { // Strings always marshal; keep a valid body regardless.
+		return []byte(`{"type":"error","error":{"type":"api_error","message":"claudecap proxy error"}}`)
+	}
+	return out
+}
+
+// write sends a to the client.
+func (a answer) write(w http.ResponseWriter) {
+	id := newRequestID()
+	body := a.render(id)
+	h := w.Header()
+	for k, v := range a.Header {
+		h.Set(k, v)
+	}
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	h.Set("Request-Id", id)
+	h.Set(HeaderOrigin, "proxy")
+	w.WriteHeader(a.Status)
+	_, _ = w.Write(body) // A client that left cannot be told.
+}
+
+// requestsName names the requests dimension everywhere.
+const requestsName = "requests"
+
+// dimensionNames are a dimension's names: the x-claudecap-limited value,
+// the metric label, and the words of a message.
+var dimensionNames = [3]struct{ header, label, words string }{
+	ratelimit.Requests:     {requestsName, requestsName, requestsName},
+	ratelimit.InputTokens:  {"input-tokens", "input_tokens", "input tokens"},
+	ratelimit.OutputTokens: {"output-tokens", "output_tokens", "output tokens"},
+}
+
+func namesOf(d ratelimit.Dimension) struct{ header, label, words string } {
+	if d < 0 || int(d) >= len(dimensionNames) {
+		return dimensionNames[ratelimit.OutputTokens]
+	}
+	return dimensionNames[d]
+}
+
+// dimensionHeader is the x-claudecap-limited value of a dimension.
+func dimensionHeader(d ratelimit.Dimension) string { return namesOf(d).header }
+
+// dimensionWords names a dimension in a sentence.
+func dimensionWords(d ratelimit.Dimension) string { return namesOf(d).words }
+
+// dimensionLabel is the metric label of a dimension.
+func dimensionLabel(d ratelimit.Dimension) string { return namesOf(d).label }
+
+// retryAfterSeconds is retry-after in whole seconds, rounded up, at least 1:
+// a client retrying after the rounded-down value would be refused again.
+func retryAfterSeconds(d time.Duration) int64 {
+	return max(1, int64(math.Ceil(d.Seconds())))
+}
+
+// admissionAnswer turns an admission error into the answer for the client;
+// ok is false when the client is gone and nothing should be written.
+func admissionAnswer(err error, clientErr error) (a answer, ok bool) {
+	var rl *ratelimit.RateLimitedError
+	switch {
+	case errors.As(err, &rl) && rl.TooLarge:
+		return answer{
+			Status: http.StatusTooManyRequests, Type: errRateLimit,
+			Message: fmt.Sprintf("claudecap proxy: this request's %s exceed the capacity of pool %s; it can never be admitted under the current limits",
+				dimensionWords(rl.Binding), rl.Pool),
+			Header: map[string]string{HeaderLimited: dimensionHeader(rl.Binding), "X-Should-Retry": "false"},
+		}, true
+	case errors.As(err, &rl):
+		wait := rl.RetryAfter()
+		return answer{
+			Status: http.StatusTooManyRequests, Type: errRateLimit,
+			Message: fmt.Sprintf("claudecap proxy: pool %s has no room in %s for this request; retry in %s",
+				rl.Pool, dimensionWords(rl.Binding), wait.Round(time.Millisecond)),
+			Header: map[string]string{
+				HeaderLimited:    dimensionHeader(rl.Binding),
+				"Retry-After":    strconv.FormatInt(retryAfterSeconds(wait), 10),
+				"Retry-After-Ms": strconv.FormatInt(max(1, wait.Milliseconds()), 10),
+			},
+		}, true
+	case clientErr != nil:
+		return answer{}, false
+	case errors.Is(err, context.DeadlineExceeded):
+		// The wait bound ran out inside a Redis call rather than between
+		// tries: still "no room in time".
+		return answer{
+			Status: http.StatusTooManyRequests, Type: errRateLimit,
+			Message: "claudecap proxy: no room in the pool within the wait bound",
+			Header:  map[string]string{"Retry-After": "1"},
+		}, true
+	case errors.Is(err, ratelimit.ErrPoolNotConfigured):
+		return answer{Status: http.StatusServiceUnavailable, Type: errAPI,
+			Message: "claudecap proxy: " + err.Error() + " (the controller writes them when it reconciles the pool)"}, true
+	case errors.Is(err, ratelimit.ErrUnavailable):
+		return answer{Status: http.StatusServiceUnavailable, Type: errAPI,
+			Message: "claudecap proxy: the shared rate limiter is unavailable, refusing calls to protect the organization's limits"}, true
+	default:
+		return answer{Status: http.StatusInternalServerError, Type: errAPI, Message: "claudecap proxy: admission failed: " + err.Error()}, true
+	}
+}
