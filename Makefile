@@ -72,7 +72,8 @@ test: manifests generate fmt vet envtest redis helm ## Run all tests: unit, envt
 
 .PHONY: bench
 bench: envtest redis ## Run the benchmarks; each prints ratios against a baseline measured in the same run.
-	go test -run '^$$' -bench . -benchtime 2s ./pkg/...
+	go test -run '^$$' -bench . ./pkg/...
+	go test -run '^$$' -bench . -benchtime 1x -timeout 15m ./hack/bench/controller/
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME (default 20s) each.

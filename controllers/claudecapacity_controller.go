@@ -15,6 +15,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -41,6 +42,9 @@ type ClaudeCapacityReconciler struct {
 	// Signals reads queue depth from Redis through connections shared by every
 	// ClaudeCapacity that uses the same server.
 	Signals *signals.Pool
+	// MaxConcurrentReconciles is how many ClaudeCapacities are reconciled at once
+	// (default 4); one object is never reconciled twice at the same time.
+	MaxConcurrentReconciles int
 
 	// Set by SetupWithManager.
 	memory     *memory
@@ -116,7 +120,7 @@ func (r *ClaudeCapacityReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 		if reterr == nil {
 			cc.Status.ObservedGeneration = cc.Generation
 		}
-		reterr = kerrors.NewAggregate([]error{reterr, patcher.patch(ctx, r.Client, cc)})
+		reterr = kerrors.NewAggregate([]error{reterr, patcher.patch(ctx, r.Client, cc, r.now())})
 	}()
 
 	s := &scope{cc: cc}
@@ -171,6 +175,9 @@ func (r *ClaudeCapacityReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.now == nil {
 		r.now = time.Now
 	}
+	if r.MaxConcurrentReconciles == 0 {
+		r.MaxConcurrentReconciles = 4
+	}
 	if r.APIReader == nil {
 		r.APIReader = mgr.GetAPIReader()
 	}
@@ -195,6 +202,7 @@ func (r *ClaudeCapacityReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&appsv1.StatefulSet{}, handler.EnqueueRequestsFromMapFunc(r.claudeCapacitiesFor("StatefulSet")),
 			builder.WithPredicates(replicasOrLifecycleChanged())).
 		WatchesRawSource(source.Channel(r.poolEvents, &handler.EnqueueRequestForObject{})).
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)}).
 		Named("claudecapacity").
 		Complete(r)
 }

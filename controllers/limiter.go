@@ -219,6 +219,18 @@ func observedProfile(declared capacity.RequestProfile, v *limiterView) capacity.
 	return capacity.RequestProfile{InputTokens: float64(v.usage.InputTokens) / n, OutputTokens: float64(v.usage.OutputTokens) / n}
 }
 
+// publishesFor says whether this workload writes its pool's config: the member with the
+// smallest name does, so a pool of a hundred workloads costs one write per interval, not a
+// hundred. Every member computes the same split, so which one writes does not matter.
+func publishesFor(shares *capacity.PoolAllocation, self string) bool {
+	for _, m := range shares.Members {
+		if m.Name < self {
+			return false
+		}
+	}
+	return true
+}
+
 // publishLimiter writes the pool's effective limits and every member's allocation for the
 // limiters to enforce, at most every limiterSyncInterval.
 func (r *ClaudeCapacityReconciler) publishLimiter(ctx context.Context, s *scope) (ctrl.Result, error) {
@@ -226,7 +238,7 @@ func (r *ClaudeCapacityReconciler) publishLimiter(ctx context.Context, s *scope)
 		return ctrl.Result{}, nil
 	}
 	w := r.memory.get(client.ObjectKeyFromObject(s.cc))
-	if w.limiterLease == nil || r.now().Sub(w.publishedAt) < limiterSyncInterval {
+	if w.limiterLease == nil || r.now().Sub(w.publishedAt) < limiterSyncInterval || !publishesFor(s.shares, workloadName(s.cc)) {
 		return ctrl.Result{}, nil
 	}
 	b := s.shares.Budget

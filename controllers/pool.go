@@ -31,10 +31,12 @@ func (r *ClaudeCapacityReconciler) poolIndex(obj client.Object) []string {
 }
 
 // poolMembers lists every ClaudeCapacity in the same pool, across namespaces, itself included.
+// The items are the cache's own objects: callers must not modify them.
 func (r *ClaudeCapacityReconciler) poolMembers(ctx context.Context, s *scope) ([]capacityv1alpha1.ClaudeCapacity, error) {
 	var list capacityv1alpha1.ClaudeCapacityList
 	pool := poolName(s.cc.Spec.Organization, s.model.Class)
-	if err := r.List(ctx, &list, client.MatchingFields{poolIndexKey: pool}); err != nil {
+	// Read-only use: skip the cache's deep copy of every member on every poll.
+	if err := r.List(ctx, &list, client.MatchingFields{poolIndexKey: pool}, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("listing the members of pool %s: %w", pool, err)
 	}
 	return list.Items, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -81,8 +82,25 @@ func newStatusPatcher(cc *capacityv1alpha1.ClaudeCapacity) *statusPatcher {
 	return &statusPatcher{before: cc.DeepCopy()}
 }
 
-func (p *statusPatcher) patch(ctx context.Context, c client.Client, cc *capacityv1alpha1.ClaudeCapacity) error {
-	if equality.Semantic.DeepEqual(p.before.Status, cc.Status) {
+// onlyHeartbeat is true when the only change is a newer lastPollTime and the stored one
+// is younger than statusHeartbeat.
+func (p *statusPatcher) onlyHeartbeat(cc *capacityv1alpha1.ClaudeCapacity, now time.Time) bool {
+	before, after := p.before.Status.Queue, cc.Status.Queue
+	if before == nil || after == nil || before.LastPollTime == nil || now.Sub(before.LastPollTime.Time) >= statusHeartbeat {
+		return false
+	}
+	status := cc.Status.DeepCopy()
+	status.Queue.LastPollTime = before.LastPollTime
+	return equality.Semantic.DeepEqual(p.before.Status, *status)
+}
+
+// statusHeartbeat is how stale status.queue.lastPollTime may get: a poll that changes
+// nothing else is not written, so a steady fleet costs the API server one status write per
+// workload per heartbeat instead of one per poll.
+const statusHeartbeat = 30 * time.Second
+
+func (p *statusPatcher) patch(ctx context.Context, c client.Client, cc *capacityv1alpha1.ClaudeCapacity, now time.Time) error {
+	if equality.Semantic.DeepEqual(p.before.Status, cc.Status) || p.onlyHeartbeat(cc, now) {
 		return nil
 	}
 	if err := c.Status().Patch(ctx, cc, client.MergeFrom(p.before)); err != nil {

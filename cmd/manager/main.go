@@ -31,6 +31,7 @@ func main() {
 		enableHTTP2   bool
 		leaderElect   bool
 		catalogPath   string
+		concurrency   int
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0",
 		"Address of the metrics endpoint: :8443 for HTTPS, :8080 for HTTP, 0 to turn it off.")
@@ -42,19 +43,21 @@ func main() {
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so that only one manager replica acts.")
 	flag.StringVar(&catalogPath, "catalog", "",
 		"A model catalog YAML that overrides the embedded one (prices, tier limits, model classes).")
+	flag.IntVar(&concurrency, "concurrent-reconciles", 4,
+		"How many ClaudeCapacities are reconciled at once (one object never twice at the same time).")
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 	redislog.Install(ctrl.Log.WithName("redis"))
 
-	if err := run(metricsAddr, probeAddr, secureMetrics, enableHTTP2, leaderElect, catalogPath); err != nil {
+	if err := run(metricsAddr, probeAddr, secureMetrics, enableHTTP2, leaderElect, catalogPath, concurrency); err != nil {
 		fmt.Fprintln(os.Stderr, "manager:", err)
 		os.Exit(1)
 	}
 }
 
-func run(metricsAddr, probeAddr string, secureMetrics, enableHTTP2, leaderElect bool, catalogPath string) error {
+func run(metricsAddr, probeAddr string, secureMetrics, enableHTTP2, leaderElect bool, catalogPath string, concurrency int) error {
 	log := ctrl.Log.WithName("setup")
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
@@ -91,6 +94,8 @@ func run(metricsAddr, probeAddr string, secureMetrics, enableHTTP2, leaderElect 
 		Client:   mgr.GetClient(),
 		Recorder: mgr.GetEventRecorder("claudecap"),
 		Catalog:  catalog,
+
+		MaxConcurrentReconciles: concurrency,
 	}
 	if err := reconciler.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the ClaudeCapacity controller: %w", err)

@@ -224,7 +224,7 @@ func TestValidateBaseURL(t *testing.T) {
 			t.Errorf("ValidateBaseURL(%q): %v", u, err)
 		}
 	}
-	for _, u := range []string{"", "127.0.0.1:80", "ftp://x", "http://", "http://user:hunter2@127.0.0.1"} {
+	for _, u := range []string{"", "127.0.0.1:80", "ftp://x", "http://", "http://user:hunter2@127.0.0.1", "http://127.0.0.1:1/?key=hunter2", "http://127.0.0.1:1/#x", "ftp://h/?key=hunter2", "http://u:hunter2@[::1"} {
 		err := ValidateBaseURL(u)
 		if err == nil {
 			t.Errorf("ValidateBaseURL(%q) accepted it", u)

@@ -191,11 +191,29 @@ func (r *run) one(ctx context.Context, seq int64, intended time.Time) {
 	r.col.Record(Sample{Intended: intended, Start: started, End: end, Outcome: out})
 }
 
-// dispatchOpen sends on the schedule until a bound is reached. Each request
-// runs in its own goroutine so a slow response never delays the next send;
-// if the generator itself falls behind, the lag is measured, not hidden.
+// openJob is one scheduled request handed to a worker.
+type openJob struct {
+	seq      int64
+	intended time.Time
+}
+
+// dispatchOpen sends on the schedule until a bound is reached. A request is
+// handed to an idle worker, or to a new one when all are busy (up to
+// MaxInFlight), so a slow response never delays the next send; if the
+// generator itself falls behind, the lag is measured, not hidden. Workers
+// live for the whole run, as vegeta's do, which saves a goroutine start and
+// its stack growth per request.
 func (r *run) dispatchOpen(ctx, reqCtx context.Context, sched *Schedule) StopReason {
-	inFlight := make(chan struct{}, r.cfg.MaxInFlight)
+	jobs := make(chan openJob)
+	defer close(jobs)
+	workers := 0
+	worker := func(first openJob) {
+		defer r.wg.Done()
+		r.one(reqCtx, first.seq, first.intended)
+		for j := range jobs {
+			r.one(reqCtx, j.seq, j.intended)
+		}
+	}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for seq := int64(0); ; seq++ {
@@ -218,17 +236,24 @@ func (r *run) dispatchOpen(ctx, reqCtx context.Context, sched *Schedule) StopRea
 		if !r.sleepUntil(ctx, timer, intended) {
 			return StopInterrupted
 		}
+		job := openJob{seq: seq, intended: intended}
 		select {
-		case inFlight <- struct{}{}:
+		case jobs <- job:
+			continue
+		default:
+		}
+		if workers < r.cfg.MaxInFlight {
+			workers++
+			r.wg.Add(1)
+			go worker(job)
+			continue
+		}
+		// At the cap: wait for a worker; the wait becomes schedule lag.
+		select {
+		case jobs <- job:
 		case <-ctx.Done():
 			return StopInterrupted
 		}
-		r.wg.Add(1)
-		go func() {
-			defer r.wg.Done()
-			defer func() { <-inFlight }()
-			r.one(reqCtx, seq, intended)
-		}()
 	}
 }
 

@@ -183,7 +183,7 @@ func TestProgressCallback(t *testing.T) {
 		return Outcome{Class: ClassOK, Attempts: []Attempt{{Status: http.StatusOK, RetryAfter: -1}}}
 	})
 	_, err := Run(context.Background(), Config{
-		Mode: ModeOpen, Profile: ConstantProfile(100), Duration: 350 * time.Millisecond,
+		Mode: ModeOpen, Profile: ConstantProfile(100), Duration: 550 * time.Millisecond,
 		ProgressInterval: 100 * time.Millisecond,
 		OnProgress: func(p Progress) {
 			calls.Add(1)
@@ -193,8 +193,9 @@ func TestProgressCallback(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := calls.Load(); n < 2 || n > 4 {
-		t.Fatalf("progress called %d times in 350 ms at 100 ms, want 3", n)
+	// Five ticks are due; a loaded machine may coalesce some.
+	if n := calls.Load(); n < 2 || n > 6 {
+		t.Fatalf("progress called %d times in 550 ms at 100 ms, want about 5", n)
 	}
 	p, _ := last.Load().(Progress)
 	if p.Sent == 0 || p.OK == 0 || FormatProgress(p) == "" {
@@ -203,9 +204,10 @@ func TestProgressCallback(t *testing.T) {
 }
 
 func TestSweepFindsCapacity(t *testing.T) {
-	// The server admits 50 req/s with a burst of 5 (a token bucket), so
-	// constant arrivals at 40/s never see a 429 and 60/s or more do.
-	bucket := newTestBucket(50, 5)
+	// The server admits 50 req/s with a burst of 8 (a token bucket), so
+	// constant arrivals at 40/s never see a 429 (even after a 200 ms stall
+	// of the generator), while a 1 s stage at 60/s gets about 3 of 60.
+	bucket := newTestBucket(50, 8)
 	api := newTestAPI(t, func(a *testAPI) {
 		a.retryAfter = ""
 		a.status = func(int64) int {
@@ -219,12 +221,17 @@ func TestSweepFindsCapacity(t *testing.T) {
 		Base:          Config{},
 		StageDuration: time.Second,
 		Sweep: SweepConfig{StartRate: 20, MaxRate: 400, Growth: 2, Refinements: 1,
-			Target: SweepTarget{Max429Ratio: 0.05}},
+			Target: SweepTarget{Max429Ratio: 0.02}},
 	}, plainHTTPSender(api.URL()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := rep.Sweep
+	if s != nil {
+		for _, st := range s.Stages {
+			t.Logf("stage %.0f/s: %d attempts, %d 429s, passed %t", st.RatePerSecond, st.Attempts, st.Status429, st.Passed)
+		}
+	}
 	if s == nil || len(s.Stages) != 4 {
 		t.Fatalf("want stages 20, 40, 80, 60; got %+v", s)
 	}

@@ -28,11 +28,11 @@ func TestStreamingMeasuresTTFTAndInterToken(t *testing.T) {
 		t.Fatalf("requests %+v, errors %+v", rep.Requests, rep.ErrorSamples)
 	}
 	ttft := rep.Latency.TimeToFirstToken
-	if ttft.Count != 6 || ttft.P50Ms < 60 || ttft.P50Ms > 200 {
+	if ttft.Count != 6 || ttft.P50Ms < 60 || ttft.P50Ms > 500 {
 		t.Fatalf("TTFT %+v, want about 60 ms", ttft)
 	}
 	itl := rep.Latency.InterToken
-	if itl.Count != 6 || itl.P50Ms < 9 || itl.P50Ms > 30 {
+	if itl.Count != 6 || itl.P50Ms < 9 || itl.P50Ms > 60 {
 		t.Fatalf("inter-token %+v, want about 10 ms", itl)
 	}
 	e2e := rep.Latency.EndToEnd
