@@ -18,6 +18,7 @@ import (
 	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
 	"github.com/claudecap/claudecap/internal/specplan"
 	"github.com/claudecap/claudecap/pkg/capacity"
+	"github.com/claudecap/claudecap/pkg/loadtest"
 )
 
 const (
@@ -31,6 +32,7 @@ const (
 // planOptions is the command line of claudecap plan.
 type planOptions struct {
 	manifest    string
+	loadtest    string
 	catalogPath string
 	output      string
 
@@ -68,7 +70,11 @@ explicitly override the manifest. Prices and limits come from a dated built-in c
     --batch-share 0.3 --per-replica-rpm 30
 
   # A manifest, with a different model, as JSON
-  claudecap plan -f summarizer.yaml --model claude-haiku-4-5 -o json`,
+  claudecap plan -f summarizer.yaml --model claude-haiku-4-5 -o json
+
+  # What a measured load test needs at ten times its rate
+  claudecap loadtest --base-url http://127.0.0.1:8080 --rate 5 --duration 1m -o json > run.json
+  claudecap plan --from-loadtest run.json --rpm 3000`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return opts.run(cmd)
@@ -77,6 +83,8 @@ explicitly override the manifest. Prices and limits come from a dated built-in c
 
 	f := cmd.Flags()
 	f.StringVarP(&opts.manifest, "file", "f", "", "ClaudeCapacity manifest to plan (- reads stdin)")
+	f.StringVar(&opts.loadtest, "from-loadtest", "",
+		"a `claudecap loadtest -o json` report: plan its measured traffic, tokens, per-replica throughput and reported limits")
 	f.StringVar(&opts.catalogPath, "catalog", "", "model catalog YAML that overrides or extends the built-in prices and limits")
 	f.StringVarP(&opts.output, "output", "o", planOutputTable, "output format: table, json or yaml")
 	f.StringVar(&opts.model, "model", planDefaultModel, "model id or alias")
@@ -182,13 +190,20 @@ func (o *planOptions) catalog() (*capacity.Catalog, error) {
 func (o *planOptions) planInput(cmd *cobra.Command) (capacity.PlanInput, error) {
 	flags := cmd.Flags()
 	var in capacity.PlanInput
+	base := o.manifest != "" || o.loadtest != ""
 	if o.manifest != "" {
 		cc, err := readClaudeCapacity(o.manifest, cmd.InOrStdin())
 		if err != nil {
 			return capacity.PlanInput{}, err
 		}
 		in = specplan.PlanInput(cc.Spec)
-	} else {
+	}
+	if o.loadtest != "" {
+		if err := overlayLoadtest(&in, o.loadtest); err != nil {
+			return capacity.PlanInput{}, err
+		}
+	}
+	if !base {
 		var missing []string
 		for _, name := range []string{"rpm", "input-tokens", "output-tokens"} {
 			if !flags.Changed(name) {
@@ -201,7 +216,7 @@ func (o *planOptions) planInput(cmd *cobra.Command) (capacity.PlanInput, error) 
 		}
 	}
 	apply := func(flag string, set func()) {
-		if o.manifest == "" || flags.Changed(flag) {
+		if !base || flags.Changed(flag) {
 			set()
 		}
 	}
@@ -218,6 +233,9 @@ func (o *planOptions) planInput(cmd *cobra.Command) (capacity.PlanInput, error) 
 		return capacity.PlanInput{}, fmt.Errorf("--headroom must be above 0 and at most 100 percent, got %v", o.headroom)
 	}
 	apply("headroom", func() { in.HeadroomPercent = o.headroom })
+	if in.HeadroomPercent == 0 {
+		in.HeadroomPercent = o.headroom
+	}
 	apply("per-replica-rpm", func() { in.ReplicaRequestsPerMinute = o.perReplicaRPM })
 
 	limits := capacity.PlanLimits{}
@@ -247,6 +265,43 @@ func (o *planOptions) planInput(cmd *cobra.Command) (capacity.PlanInput, error) 
 		in.Limits = &limits
 	}
 	return in, nil
+}
+
+// overlayLoadtest replaces the traffic in `in` with what a load test measured: successful
+// requests per minute, average tokens, the cache hit ratio, the per-replica throughput
+// (Little's law: per unit of concurrency) and the limits the API reported in its headers.
+func overlayLoadtest(in *capacity.PlanInput, path string) error {
+	file, err := os.Open(path) //nolint:gosec // the path is the user's own --from-loadtest argument.
+	if err != nil {
+		return fmt.Errorf("reading the load-test report: %w", err)
+	}
+	defer func() { _ = file.Close() }()
+	report, err := loadtest.ReadReport(file)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", path, err)
+	}
+	if report.Requests.Succeeded == 0 || report.Tokens.AvgOutputTokens <= 0 {
+		return fmt.Errorf("%s: the load test completed no request successfully, so it measured nothing to plan from", path)
+	}
+	if m := report.Config.Target.Model; m != "" && m != "mixed" {
+		in.Model = m
+	}
+	in.RequestsPerMinute = report.Throughput.SuccessfulRequestsPerMinute
+	in.AvgInputTokens = report.Tokens.AvgInputTokens
+	in.AvgOutputTokens = report.Tokens.AvgOutputTokens
+	in.CacheHitRatio = report.Tokens.CacheHitRatio
+	if rpm := report.PerReplicaEquivalent.RequestsPerMinute; rpm > 0 {
+		in.ReplicaRequestsPerMinute = rpm
+	}
+	reported := capacity.PlanLimits{
+		RequestsPerMinute:     report.RateLimits[loadtest.DimRequests].Limit,
+		InputTokensPerMinute:  report.RateLimits[loadtest.DimInputTokens].Limit,
+		OutputTokensPerMinute: report.RateLimits[loadtest.DimOutputTokens].Limit,
+	}
+	if reported != (capacity.PlanLimits{}) {
+		in.Limits = &reported
+	}
+	return nil
 }
 
 // readClaudeCapacity reads the one ClaudeCapacity of a YAML or JSON file that may hold
