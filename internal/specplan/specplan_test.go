@@ -1,7 +1,9 @@
 package specplan
 
 import (
+	"reflect"
 	"testing"
+	"time"
 
 	"k8s.io/utils/ptr"
 
@@ -35,5 +37,46 @@ func TestPlanInputCarriesEverySpecField(t *testing.T) {
 	got = PlanInput(spec)
 	if got.HeadroomPercent != 40 || got.Limits != nil {
 		t.Fatalf("explicit headroom and no limits: got headroom %v limits %+v", got.HeadroomPercent, got.Limits)
+	}
+}
+
+func TestBehaviorKeepsDefaultsForWhatTheSpecLeavesOut(t *testing.T) {
+	def := capacity.DefaultBehavior()
+	if got := Behavior(nil); !reflect.DeepEqual(got, def) {
+		t.Fatalf("no behavior: %+v, want the default %+v", got, def)
+	}
+	spec := &capacityv1alpha1.Behavior{ScaleDown: &capacityv1alpha1.ScalingRules{
+		StabilizationSeconds: ptr.To[int32](60),
+		SelectPolicy:         ptr.To(capacityv1alpha1.SelectMin),
+		Policies:             []capacityv1alpha1.ScalingPolicy{{Type: capacityv1alpha1.PodsScalingPolicy, Value: 2, PeriodSeconds: 30}},
+	}}
+	got := Behavior(spec)
+	if !reflect.DeepEqual(got.ScaleUp, def.ScaleUp) {
+		t.Fatalf("scale-up not in the spec must stay the default, got %+v", got.ScaleUp)
+	}
+	want := capacity.ScalingRules{
+		StabilizationWindow: time.Minute,
+		SelectPolicy:        capacity.SelectMin,
+		Policies:            []capacity.ScalingPolicy{{Type: capacity.PodsPolicy, Value: 2, Period: 30 * time.Second}},
+	}
+	if !reflect.DeepEqual(got.ScaleDown, want) {
+		t.Fatalf("scale-down = %+v, want %+v", got.ScaleDown, want)
+	}
+	// A direction that sets only its window keeps the default policies.
+	onlyWindow := Behavior(&capacityv1alpha1.Behavior{ScaleUp: &capacityv1alpha1.ScalingRules{StabilizationSeconds: ptr.To[int32](15)}})
+	if onlyWindow.ScaleUp.StabilizationWindow != 15*time.Second || !reflect.DeepEqual(onlyWindow.ScaleUp.Policies, def.ScaleUp.Policies) {
+		t.Fatalf("window only: %+v", onlyWindow.ScaleUp)
+	}
+}
+
+func TestRequestProfileCountsTokensAsTheLimitDoes(t *testing.T) {
+	traffic := capacityv1alpha1.Traffic{AvgInputTokens: 1000, AvgOutputTokens: 300, CacheHitRatio: ptr.To(0.75)}
+	current := RequestProfile(traffic, capacity.Model{CacheReadsCountTowardITPM: false})
+	if current.InputTokens != 250 || current.OutputTokens != 300 {
+		t.Fatalf("current model: %+v, want cache reads excluded (250 input)", current)
+	}
+	old := RequestProfile(traffic, capacity.Model{CacheReadsCountTowardITPM: true})
+	if old.InputTokens != 1000 {
+		t.Fatalf("a model whose cache reads count: %+v, want all 1000 input tokens", old)
 	}
 }
