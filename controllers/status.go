@@ -82,25 +82,36 @@ func newStatusPatcher(cc *capacityv1alpha1.ClaudeCapacity) *statusPatcher {
 	return &statusPatcher{before: cc.DeepCopy()}
 }
 
-// onlyHeartbeat is true when the only change is a newer lastPollTime and the stored one
-// is younger than statusHeartbeat.
-func (p *statusPatcher) onlyHeartbeat(cc *capacityv1alpha1.ClaudeCapacity, now time.Time) bool {
-	before, after := p.before.Status.Queue, cc.Status.Queue
-	if before == nil || after == nil || before.LastPollTime == nil || now.Sub(before.LastPollTime.Time) >= statusHeartbeat {
-		return false
-	}
-	status := cc.Status.DeepCopy()
-	status.Queue.LastPollTime = before.LastPollTime
-	return equality.Semantic.DeepEqual(p.before.Status, *status)
-}
-
-// statusHeartbeat is how stale status.queue.lastPollTime may get: a poll that changes
-// nothing else is not written, so a steady fleet costs the API server one status write per
-// workload per heartbeat instead of one per poll.
+// statusHeartbeat bounds how stale the observation fields of status may get. A poll that
+// changes only observations (queue depth, arrival estimate, observed usage, the numbers in
+// condition messages, lastPollTime) is written at most this often; a change of replicas,
+// demand, cap, limitedBy, allocation or of any condition's status or reason is written at
+// once. Decisions always use the fresh numbers; this only spares the API server a write per
+// workload per poll (500 workloads polled every 2 s would be 250 writes per second).
 const statusHeartbeat = 30 * time.Second
 
+// onlyObservationsChanged is true when the status differs from the stored one only in
+// observation fields and the stored observations are younger than statusHeartbeat.
+func (p *statusPatcher) onlyObservationsChanged(cc *capacityv1alpha1.ClaudeCapacity, now time.Time) bool {
+	stored := p.before.Status.Queue
+	if stored == nil || stored.LastPollTime == nil || now.Sub(stored.LastPollTime.Time) >= statusHeartbeat {
+		return false
+	}
+	return equality.Semantic.DeepEqual(decisionFields(p.before.Status), decisionFields(cc.Status))
+}
+
+// decisionFields is the status without its observations: what must never be stale.
+func decisionFields(status capacityv1alpha1.ClaudeCapacityStatus) capacityv1alpha1.ClaudeCapacityStatus {
+	out := *status.DeepCopy()
+	out.Queue, out.Observed = nil, nil
+	for i := range out.Conditions {
+		out.Conditions[i].Message = ""
+	}
+	return out
+}
+
 func (p *statusPatcher) patch(ctx context.Context, c client.Client, cc *capacityv1alpha1.ClaudeCapacity, now time.Time) error {
-	if equality.Semantic.DeepEqual(p.before.Status, cc.Status) || p.onlyHeartbeat(cc, now) {
+	if equality.Semantic.DeepEqual(p.before.Status, cc.Status) || p.onlyObservationsChanged(cc, now) {
 		return nil
 	}
 	if err := c.Status().Patch(ctx, cc, client.MergeFrom(p.before)); err != nil {

@@ -83,9 +83,14 @@ func (r *ClaudeCapacityReconciler) readTarget(ctx context.Context, s *scope) (ct
 	return ctrl.Result{}, nil
 }
 
-// getScale reads the /scale subresource of obj. The unstructured client only speaks
-// unstructured objects, so the Scale is read as one and converted.
+// getScale reads the /scale subresource of obj. Deployments and StatefulSets are watched
+// anyway, so their scale is read from the cache, sparing the API server a request per
+// poll; any other kind is read live. The unstructured client only speaks unstructured
+// objects, so a live Scale is read as one and converted.
 func (r *ClaudeCapacityReconciler) getScale(ctx context.Context, obj *unstructured.Unstructured) (*autoscalingv1.Scale, error) {
+	if scale, ok, err := r.cachedScale(ctx, obj); ok || err != nil {
+		return scale, err
+	}
 	raw := &unstructured.Unstructured{}
 	raw.SetGroupVersionKind(autoscalingv1.SchemeGroupVersion.WithKind("Scale"))
 	if err := r.SubResource("scale").Get(ctx, obj, raw); err != nil {
@@ -96,6 +101,47 @@ func (r *ClaudeCapacityReconciler) getScale(ctx context.Context, obj *unstructur
 		return nil, fmt.Errorf("decoding the Scale: %w", err)
 	}
 	return scale, nil
+}
+
+// cachedScale builds the Scale of a Deployment or StatefulSet from the informer cache, as
+// the API server's /scale would show it; ok is false for other kinds.
+func (r *ClaudeCapacityReconciler) cachedScale(ctx context.Context, obj *unstructured.Unstructured) (*autoscalingv1.Scale, bool, error) {
+	gvk := obj.GroupVersionKind()
+	if gvk.Group != appsv1.GroupName {
+		return nil, false, nil
+	}
+	key := client.ObjectKeyFromObject(obj)
+	var (
+		objMeta      metav1.ObjectMeta
+		spec, status int32
+		selector     *metav1.LabelSelector
+	)
+	switch gvk.Kind {
+	case "Deployment":
+		d := &appsv1.Deployment{}
+		if err := r.Get(ctx, key, d); err != nil {
+			return nil, true, err
+		}
+		objMeta, spec, status, selector = d.ObjectMeta, ptrOr(d.Spec.Replicas, 1), d.Status.Replicas, d.Spec.Selector
+	case "StatefulSet":
+		st := &appsv1.StatefulSet{}
+		if err := r.Get(ctx, key, st); err != nil {
+			return nil, true, err
+		}
+		objMeta, spec, status, selector = st.ObjectMeta, ptrOr(st.Spec.Replicas, 1), st.Status.Replicas, st.Spec.Selector
+	default:
+		return nil, false, nil
+	}
+	scale := &autoscalingv1.Scale{
+		TypeMeta:   metav1.TypeMeta{APIVersion: autoscalingv1.SchemeGroupVersion.String(), Kind: "Scale"},
+		ObjectMeta: metav1.ObjectMeta{Name: objMeta.Name, Namespace: objMeta.Namespace, UID: objMeta.UID, ResourceVersion: objMeta.ResourceVersion},
+		Spec:       autoscalingv1.ScaleSpec{Replicas: spec},
+		Status:     autoscalingv1.ScaleStatus{Replicas: status},
+	}
+	if sel, err := metav1.LabelSelectorAsSelector(selector); err == nil {
+		scale.Status.Selector = sel.String()
+	}
+	return scale, true, nil
 }
 
 // replicasOf returns "spec/status" replicas of a watched workload, for change detection.

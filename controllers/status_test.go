@@ -1,0 +1,52 @@
+package controllers
+
+import (
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
+)
+
+func TestObservationOnlyChangesWaitForTheHeartbeat(t *testing.T) {
+	polled := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	stored := &capacityv1alpha1.ClaudeCapacity{Status: capacityv1alpha1.ClaudeCapacityStatus{
+		DesiredReplicas: 3,
+		Queue:           &capacityv1alpha1.QueueStatus{Depth: 10, LastPollTime: &metav1.Time{Time: polled}},
+		Conditions: []metav1.Condition{{Type: capacityv1alpha1.ConditionSignalsAvailable, Status: metav1.ConditionTrue,
+			Reason: ReasonQueueRead, Message: "10 waiting"}},
+	}}
+	cases := []struct {
+		name   string
+		change func(*capacityv1alpha1.ClaudeCapacityStatus)
+		after  time.Duration
+		skip   bool
+	}{
+		{"queue depth and message within the heartbeat", func(s *capacityv1alpha1.ClaudeCapacityStatus) {
+			s.Queue.Depth, s.Conditions[0].Message = 11, "11 waiting"
+		}, 5 * time.Second, true},
+		{"observed usage within the heartbeat", func(s *capacityv1alpha1.ClaudeCapacityStatus) {
+			s.Observed = &capacityv1alpha1.ObservedStatus{RateLimitedRequests: 1}
+		}, 5 * time.Second, true},
+		{"queue depth after the heartbeat", func(s *capacityv1alpha1.ClaudeCapacityStatus) { s.Queue.Depth = 11 },
+			statusHeartbeat, false},
+		{"desired replicas", func(s *capacityv1alpha1.ClaudeCapacityStatus) { s.DesiredReplicas = 4 }, time.Second, false},
+		{"a condition's status", func(s *capacityv1alpha1.ClaudeCapacityStatus) {
+			s.Conditions[0].Status = metav1.ConditionFalse
+		}, time.Second, false},
+		{"a condition's reason", func(s *capacityv1alpha1.ClaudeCapacityStatus) {
+			s.Conditions[0].Reason = ReasonSignalsUnavailable
+		}, time.Second, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cc := stored.DeepCopy()
+			tc.change(&cc.Status)
+			p := newStatusPatcher(stored)
+			if got := p.onlyObservationsChanged(cc, polled.Add(tc.after)); got != tc.skip {
+				t.Fatalf("skip write = %v, want %v", got, tc.skip)
+			}
+		})
+	}
+}
