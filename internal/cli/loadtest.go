@@ -232,7 +232,7 @@ func (o *loadtestOptions) run(cmd *cobra.Command) error {
 // loadGCPercent trades memory for CPU while generating load: the SDK
 // allocates a few kilobytes per request, and at GOGC=400 the collector runs
 // a quarter as often, which cut the generator's CPU per request by about a
-// quarter in BenchmarkGenerator (docs/benchmarks-loadtest.md). The heap of
+// quarter in BenchmarkGenerator (docs/benchmarks.md). The heap of
 // a load test is a few megabytes of histograms, so the extra memory is
 // small.
 const loadGCPercent = 400

@@ -11,5 +11,5 @@
 // BenchmarkReactionLatency measures the time from a backlog jump in a Redis list to the new
 // replicas in the Deployment's spec, at default settings. BenchmarkManyClaudeCapacities runs
 // one manager with 500 ClaudeCapacities and reports reconciles per second, Redis round trips
-// per poll and the manager's resident memory. docs/benchmarks-controller.md has the results.
+// per poll and the manager's resident memory. docs/benchmarks.md has the results.
 package controllerbench
