@@ -112,6 +112,7 @@ func (r *ClaudeCapacityReconciler) readLimiter(ctx context.Context, s *scope) (c
 			OutputTokensPerMinute: perMinute(view.usage.OutputTokens),
 		},
 		RateLimitedRequests: view.usage.RateLimited,
+		UpstreamRemaining:   view.upstreamRemaining(r.now()),
 	}
 	cc.Status.Observed = observed
 	if view.usage.RateLimited > 0 {
@@ -171,6 +172,24 @@ func (r *ClaudeCapacityReconciler) limiterClient(ctx context.Context, cc *capaci
 		w.limiterLease, w.limiterConn = lease, want
 	}
 	return w.limiterLease.Client(), nil
+}
+
+// upstreamRemaining is what the last fresh upstream headers said is left; nil when unknown.
+func (v *limiterView) upstreamRemaining(now time.Time) *capacityv1alpha1.RateStatus {
+	if !v.hasUp || now.Sub(v.upstream.ObservedAt) > upstreamFresh {
+		return nil
+	}
+	left := func(b ratelimit.UpstreamBucket) int64 {
+		if !b.Known {
+			return 0
+		}
+		return b.Remaining
+	}
+	return &capacityv1alpha1.RateStatus{
+		RequestsPerMinute:     left(v.upstream.Requests),
+		InputTokensPerMinute:  left(v.upstream.InputTokens),
+		OutputTokensPerMinute: left(v.upstream.OutputTokens),
+	}
 }
 
 // externalUsage estimates what callers outside this pool's limiters use per minute: the

@@ -75,5 +75,7 @@ func TestLimiterStateFlowsBothWays(t *testing.T) {
 		cfg, err := ratelimit.ReadPoolConfig(ctx, rdb, pool)
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(strconv.FormatInt(cfg.Limits.OutputTokensPerMinute, 10)).To(Equal("24000"))
+		g.Expect(got.Status.Observed.UpstreamRemaining).NotTo(BeNil())
+		g.Expect(got.Status.Observed.UpstreamRemaining.OutputTokensPerMinute).To(BeZero())
 	}, 2*eventually).Should(Succeed())
 }

@@ -461,6 +461,12 @@ type ObservedStatus struct {
 	// rateLimitedRequests is the number of upstream 429s in the last window.
 	// +optional
 	RateLimitedRequests int64 `json:"rateLimitedRequests,omitempty"`
+
+	// upstreamRemaining is what the API's last anthropic-ratelimit-* headers said is left of
+	// the organization's limits (tokens rounded to thousands, as the API reports them);
+	// others using the same organization show up here and not in this workload's usage.
+	// +optional
+	UpstreamRemaining *RateStatus `json:"upstreamRemaining,omitempty"`
 }
 
 // PlanStatus is what the declared traffic needs, from the capacity planner.
@@ -563,6 +569,11 @@ type ClaudeCapacityStatus struct {
 // +kubebuilder:printcolumn:name="Limited-By",type=string,JSONPath=`.status.limitedBy`
 // +kubebuilder:printcolumn:name="Tier",type=string,JSONPath=`.status.plan.smallestTier`,priority=1
 // +kubebuilder:printcolumn:name="Monthly-USD",type=string,JSONPath=`.status.plan.monthlyCostUSD`,priority=1
+// +kubebuilder:printcolumn:name="Used-OTPM",type=integer,JSONPath=`.status.observed.outputTokensPerMinute`,priority=1
+// +kubebuilder:printcolumn:name="Alloc-OTPM",type=integer,JSONPath=`.status.allocation.outputTokensPerMinute`,priority=1
+// +kubebuilder:printcolumn:name="Limit-OTPM",type=integer,JSONPath=`.status.limits.outputTokensPerMinute`,priority=1
+// +kubebuilder:printcolumn:name="Upstream-Left-OTPM",type=integer,JSONPath=`.status.observed.upstreamRemaining.outputTokensPerMinute`,priority=1
+// +kubebuilder:printcolumn:name="429s",type=integer,JSONPath=`.status.observed.rateLimitedRequests`,priority=1
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type ClaudeCapacity struct {

@@ -24,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -36,16 +37,17 @@ import (
 
 func main() {
 	smoke := flag.Bool("smoke", false, "bring everything up, print the status once and exit (for CI)")
+	traffic := flag.Bool("traffic", true, "run the summarizer's workers, sidecar proxy and a mock Messages API")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *smoke); err != nil {
+	if err := run(ctx, *smoke, *traffic); err != nil {
 		fmt.Fprintln(os.Stderr, "dev:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, smoke bool) error {
+func run(ctx context.Context, smoke, traffic bool) error {
 	root, err := kubeenv.ModuleRoot()
 	if err != nil {
 		return err
@@ -149,6 +151,21 @@ func run(ctx context.Context, smoke bool) error {
 	if err := kc("wait", "-n", "default", "--for=condition=Ready", "--timeout=60s", "claudecapacity", "--all").Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "dev: the samples are not Ready yet; `kubectl describe ccap` says why")
 	}
+	trafficNote := "(no traffic: started with -traffic=false)"
+	if traffic {
+		kube, err := client.New(cfg, client.Options{Scheme: scheme})
+		if err != nil {
+			return err
+		}
+		demo, err := startDemoTraffic(ctx, kube, rdb)
+		if err != nil {
+			return err
+		}
+		defer demo.close()
+		trafficNote = fmt.Sprintf("Mock Messages API: %s  Summarizer's sidecar proxy: %s\n"+
+			"One worker per summarizer-workers replica takes jobs from the list and calls the API through the proxy.",
+			demo.mockURL, demo.proxyURL)
+	}
 	fmt.Println()
 	if err := kc("get", "ccap", "-n", "default", "-o", "wide").Run(); err != nil {
 		return err
@@ -162,12 +179,13 @@ The local control plane is up. In another shell:
   redis-cli -p 6379 RPUSH jobs $(seq 600)   # a backlog: watch summarizer-workers scale up
   redis-cli -p 6379 DEL jobs                # and drain it
 
+%s
 Operator logs: %s  Metrics: http://127.0.0.1:8480/metrics
 Press Ctrl-C to stop everything.
-`, kubeconfigPath, kubectl, kubectl, logFile.Name())
+`, kubeconfigPath, kubectl, kubectl, trafficNote, logFile.Name())
 
 	if smoke {
-		return smokeScaling(ctx, rdb, kc)
+		return smokeScaling(ctx, rdb, kc, traffic)
 	}
 	select {
 	case <-ctx.Done():
@@ -217,7 +235,7 @@ func startRedis(ctx context.Context, dir string) (func(), error) {
 
 // smokeScaling pushes a backlog into the summarizer sample's queue and waits until its
 // Deployment has scaled up, proving the loop end to end, then prints the status again.
-func smokeScaling(ctx context.Context, rdb *redis.Client, kc func(args ...string) *exec.Cmd) error {
+func smokeScaling(ctx context.Context, rdb *redis.Client, kc func(args ...string) *exec.Cmd, traffic bool) error {
 	jobs := make([]any, 600)
 	for i := range jobs {
 		jobs[i] = fmt.Sprintf("job-%d", i)
@@ -232,7 +250,33 @@ func smokeScaling(ctx context.Context, rdb *redis.Client, kc func(args ...string
 		_ = kc("describe", "ccap", "-n", "default", "summarizer").Run()
 		return fmt.Errorf("the summarizer did not scale to its demand: %w", err)
 	}
+	if traffic {
+		fmt.Println("dev: waiting for the operator to see the workers' usage through the limiter")
+		if err := waitObservedUsage(ctx, kc); err != nil {
+			return err
+		}
+	}
 	return kc("get", "ccap", "-n", "default", "-o", "wide").Run()
+}
+
+// waitObservedUsage waits until the summarizer's status shows output tokens used by its
+// workers, as the limiters recorded them.
+func waitObservedUsage(ctx context.Context, kc func(args ...string) *exec.Cmd) error {
+	deadline := time.Now().Add(90 * time.Second)
+	for time.Now().Before(deadline) {
+		cmd := kc("get", "ccap", "-n", "default", "summarizer", "-o", "jsonpath={.status.observed.outputTokensPerMinute}")
+		cmd.Stdout = nil
+		out, err := cmd.Output()
+		if err == nil && len(out) > 0 && string(out) != "0" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
+	return errors.New("the operator did not report the workers' usage within 90 s")
 }
 
 // kubectlPath prefers the kubectl built next to the envtest binaries, whose version
