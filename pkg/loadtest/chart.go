@@ -7,9 +7,12 @@ import (
 	"strings"
 )
 
-// Chart geometry, in SVG user units.
+// Chart geometry, in SVG user units. The width is the report page's
+// content column (max-width 980 px) less the chart's 1 px border on each
+// side, so charts fill the column at 1:1 scale and their 11 px labels stay
+// 11 px on screen; narrower windows scale the whole chart down.
 const (
-	chartWidth  = 720
+	chartWidth  = 976
 	chartHeight = 260
 	plotLeft    = 64
 	plotRight   = chartWidth - 16
@@ -108,17 +111,54 @@ func lineChart(id, title, yLabel string, xs []float64, xMax float64, lines []ser
 	}
 	a := c.setAxes(xMax, yMax)
 	for _, s := range lines {
-		pts := make([]string, 0, len(s.ys))
-		for i, v := range s.ys {
-			if i >= len(xs) || math.IsNaN(v) {
-				continue
-			}
-			pts = append(pts, point(a.x(xs[i]), a.y(v)))
+		for _, seg := range segments(xs, s.ys) {
+			c.Lines = append(c.Lines, polyline{Name: s.name, Color: s.color, Points: a.points(seg), Dashed: s.dashed})
 		}
-		c.Lines = append(c.Lines, polyline{Name: s.name, Color: s.color, Points: strings.Join(pts, " "), Dashed: s.dashed})
 		c.addLegend(s.name, s.color)
 	}
 	return c
+}
+
+// dataPoint is one finite value at its x position, in data coordinates.
+type dataPoint struct{ x, y float64 }
+
+// segments splits a series at its gaps (NaN: a window without data), so a
+// line never bridges a stretch where nothing was measured, such as a run of
+// windows in which every request was rejected.
+func segments(xs, ys []float64) [][]dataPoint {
+	var out [][]dataPoint
+	var cur []dataPoint
+	for i, v := range ys {
+		if i >= len(xs) || math.IsNaN(v) || math.IsInf(v, 0) {
+			if len(cur) > 0 {
+				out = append(out, cur)
+			}
+			cur = nil
+			continue
+		}
+		cur = append(cur, dataPoint{xs[i], v})
+	}
+	if len(cur) > 0 {
+		out = append(out, cur)
+	}
+	return out
+}
+
+// isolatedHalfWidth is half the length of the short dash drawn for a
+// segment of one point: a polyline of a single point is invisible.
+const isolatedHalfWidth = 3
+
+// points renders one segment as a polyline's points attribute.
+func (a axes) points(seg []dataPoint) string {
+	if len(seg) == 1 {
+		x, y := a.x(seg[0].x), a.y(seg[0].y)
+		return point(x-isolatedHalfWidth, y) + " " + point(x+isolatedHalfWidth, y)
+	}
+	pts := make([]string, 0, len(seg))
+	for _, p := range seg {
+		pts = append(pts, point(a.x(p.x), a.y(p.y)))
+	}
+	return strings.Join(pts, " ")
 }
 
 // stackedBarChart draws one bar per window, stacked by category.
@@ -176,9 +216,30 @@ func (c *chart) setAxes(xMax, yMax float64) axes {
 	return a
 }
 
+// Legend layout: a swatch, a gap, the name, and space before the next item.
+// legendCharWidth over-estimates the average advance of an 11 px sans-serif
+// character, so long names push the next item right instead of under it.
+const (
+	legendSwatch    = 14
+	legendSpacing   = 20
+	legendCharWidth = 6.5
+)
+
+// addLegend places the item after the previous one, spaced by the
+// previous name's estimated width rather than a fixed pitch, so that long
+// names ("output tok/min", "429 rate limited") never run into the next item.
 func (c *chart) addLegend(name, color string) {
-	x := plotLeft + float64(len(c.Legend))*120
+	x := float64(plotLeft)
+	if n := len(c.Legend); n > 0 {
+		prev := c.Legend[n-1]
+		x = prev.X + legendWidth(prev.Name) + legendSpacing
+	}
 	c.Legend = append(c.Legend, legendItem{Name: name, Color: color, X: x})
+}
+
+// legendWidth estimates the width of one legend item without its spacing.
+func legendWidth(name string) float64 {
+	return legendSwatch + legendCharWidth*float64(len([]rune(name)))
 }
 
 // niceStep rounds raw up to 1, 2 or 5 times a power of ten.

@@ -27,6 +27,29 @@ var classColors = map[Class]string{
 	ClassCanceled:    "#bdbdbd",
 }
 
+// classLabels names each class in chart legends and tooltips with the
+// status code an operator looks for, so the 429s stand out by name as well
+// as by color. The labels are short enough for all eight to fit in one
+// legend row.
+var classLabels = map[Class]string{
+	ClassOK:          "ok",
+	ClassRateLimited: "429 rate limited",
+	ClassOverloaded:  "529 overloaded",
+	ClassServerError: "5xx server error",
+	ClassClientError: "4xx client error",
+	ClassTransport:   "transport error",
+	ClassStreamError: "stream error",
+	ClassCanceled:    "canceled",
+}
+
+// rateSmoothingSeconds is the span of the trailing mean behind the
+// per-minute rate lines. Runs up to four minutes have one-second windows,
+// and at three requests a second a window holds anywhere from 0 to 9
+// completions, which times 60 swings between 0 and 540 per minute around a
+// steady 180; the mean over ten seconds shows the trend against the limit,
+// which Anthropic meters over a minute anyway.
+const rateSmoothingSeconds = 10.0
+
 // htmlPage is what the template renders.
 type htmlPage struct {
 	Title     string
@@ -124,7 +147,6 @@ func (r *Report) charts() []*chart {
 	starts := make([]float64, n)
 	widths := make([]float64, n)
 	p50, p90, p99 := make([]float64, n), make([]float64, n), make([]float64, n)
-	rpm, itpm, otpm := make([]float64, n), make([]float64, n), make([]float64, n)
 	xMax := r.DurationSeconds
 	for i, w := range r.Timeline {
 		starts[i], widths[i] = w.StartSeconds, w.WidthSeconds
@@ -135,22 +157,22 @@ func (r *Report) charts() []*chart {
 		} else {
 			p50[i], p90[i], p99[i] = math.NaN(), math.NaN(), math.NaN()
 		}
-		perMinute := 60 / w.WidthSeconds
-		rpm[i] = float64(w.Attempts) * perMinute
-		itpm[i] = float64(w.InputTokens) * perMinute
-		otpm[i] = float64(w.OutputTokens) * perMinute
 	}
+	rpm := perMinuteTrailing(r.Timeline, rateSmoothingSeconds, func(w TimelineWindow) int64 { return w.Attempts })
+	itpm := perMinuteTrailing(r.Timeline, rateSmoothingSeconds, func(w TimelineWindow) int64 { return w.InputTokens })
+	otpm := perMinuteTrailing(r.Timeline, rateSmoothingSeconds, func(w TimelineWindow) int64 { return w.OutputTokens })
+	mean := smoothingSuffix(r.Timeline, rateSmoothingSeconds)
 	latency := lineChart("latency", "End-to-end latency percentiles over time", "ms", mids, xMax, []series{
 		{name: "p50", color: "#1565c0", ys: p50},
 		{name: "p90", color: "#f9a825", ys: p90},
 		{name: "p99", color: "#c62828", ys: p99},
 	})
-	reqLines := []series{{name: "requests/min", color: "#1565c0", ys: rpm}}
+	reqLines := []series{{name: "requests/min" + mean, color: "#1565c0", ys: rpm}}
 	reqLines = r.appendLimit(reqLines, DimRequests, "RPM limit", "#1565c0", n)
 	requests := lineChart("requests", "Requests per minute vs the limit in the headers", "req/min", mids, xMax, reqLines)
 	tokLines := []series{
-		{name: "input tok/min", color: "#00838f", ys: itpm},
-		{name: "output tok/min", color: "#8e24aa", ys: otpm},
+		{name: "input tok/min" + mean, color: "#00838f", ys: itpm},
+		{name: "output tok/min" + mean, color: "#8e24aa", ys: otpm},
 	}
 	tokLines = r.appendLimit(tokLines, DimInputTokens, "ITPM limit", "#00838f", n)
 	tokLines = r.appendLimit(tokLines, DimOutputTokens, "OTPM limit", "#8e24aa", n)
@@ -165,15 +187,46 @@ func (r *Report) charts() []*chart {
 			seen = seen || ys[i] > 0
 		}
 		if seen {
-			stacks = append(stacks, series{name: string(c), color: classColors[c], ys: ys})
+			stacks = append(stacks, series{name: classLabels[c], color: classColors[c], ys: ys})
 		}
 	}
 	status := stackedBarChart("status", "Results per second by class", "req/s", starts, widths, xMax, stacks)
 	return []*chart{latency, requests, tokens, status}
 }
 
+// perMinuteTrailing turns the count of each window into a per-minute rate,
+// averaged over the windows that ended within span seconds of that window's
+// end (at least the window itself, so wide windows of long runs are not
+// smoothed twice).
+func perMinuteTrailing(tl []TimelineWindow, span float64, count func(TimelineWindow) int64) []float64 {
+	out := make([]float64, len(tl))
+	for i, w := range tl {
+		end := w.StartSeconds + w.WidthSeconds
+		var total int64
+		var seconds float64
+		for j := i; j >= 0 && (j == i || tl[j].StartSeconds >= end-span); j-- {
+			total += count(tl[j])
+			seconds += tl[j].WidthSeconds
+		}
+		if seconds > 0 {
+			out[i] = float64(total) * 60 / seconds
+		}
+	}
+	return out
+}
+
+// smoothingSuffix tells in the legend that a rate line is a trailing mean,
+// when its windows are narrower than the span it averages over.
+func smoothingSuffix(tl []TimelineWindow, span float64) string {
+	if len(tl) == 0 || tl[0].WidthSeconds >= span {
+		return ""
+	}
+	return fmt.Sprintf(" (%gs mean)", span)
+}
+
 // appendLimit adds a dashed horizontal line at the dimension's limit when
-// the headers reported one.
+// the headers reported one. The line shares its rate's color, and the
+// legend, whose swatches are plain squares, says "dashed" to tell them apart.
 func (r *Report) appendLimit(lines []series, d Dimension, name, color string, n int) []series {
 	obs, ok := r.RateLimits[d]
 	if !ok || obs.Limit <= 0 || n == 0 {
@@ -183,5 +236,5 @@ func (r *Report) appendLimit(lines []series, d Dimension, name, color string, n 
 	for i := range ys {
 		ys[i] = float64(obs.Limit)
 	}
-	return append(lines, series{name: name, color: color, ys: ys, dashed: true})
+	return append(lines, series{name: name + " (dashed)", color: color, ys: ys, dashed: true})
 }
