@@ -158,9 +158,9 @@ func (r *Report) charts() []*chart {
 			p50[i], p90[i], p99[i] = math.NaN(), math.NaN(), math.NaN()
 		}
 	}
-	rpm := perMinuteTrailing(r.Timeline, rateSmoothingSeconds, func(w TimelineWindow) int64 { return w.Attempts })
-	itpm := perMinuteTrailing(r.Timeline, rateSmoothingSeconds, func(w TimelineWindow) int64 { return w.InputTokens })
-	otpm := perMinuteTrailing(r.Timeline, rateSmoothingSeconds, func(w TimelineWindow) int64 { return w.OutputTokens })
+	rpm := perMinuteTrailing(r.Timeline, func(w TimelineWindow) int64 { return w.Attempts })
+	itpm := perMinuteTrailing(r.Timeline, func(w TimelineWindow) int64 { return w.InputTokens })
+	otpm := perMinuteTrailing(r.Timeline, func(w TimelineWindow) int64 { return w.OutputTokens })
 	mean := smoothingSuffix(r.Timeline, rateSmoothingSeconds)
 	latency := lineChart("latency", "End-to-end latency percentiles over time", "ms", mids, xMax, []series{
 		{name: "p50", color: "#1565c0", ys: p50},
@@ -198,7 +198,8 @@ func (r *Report) charts() []*chart {
 // averaged over the windows that ended within span seconds of that window's
 // end (at least the window itself, so wide windows of long runs are not
 // smoothed twice).
-func perMinuteTrailing(tl []TimelineWindow, span float64, count func(TimelineWindow) int64) []float64 {
+func perMinuteTrailing(tl []TimelineWindow, count func(TimelineWindow) int64) []float64 {
+	const span = rateSmoothingSeconds
 	out := make([]float64, len(tl))
 	for i, w := range tl {
 		end := w.StartSeconds + w.WidthSeconds

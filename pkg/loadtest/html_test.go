@@ -156,7 +156,7 @@ func TestRateLinesAreTrailingMeans(t *testing.T) {
 	for i := range tl {
 		tl[i] = TimelineWindow{StartSeconds: float64(i), WidthSeconds: 1, Attempts: int64(2 * (i % 2))}
 	}
-	rpm := perMinuteTrailing(tl, 10, func(w TimelineWindow) int64 { return w.Attempts })
+	rpm := perMinuteTrailing(tl, func(w TimelineWindow) int64 { return w.Attempts })
 	for i := 9; i < len(rpm); i++ {
 		if rpm[i] != 60 {
 			t.Errorf("window %d: %.1f requests/min, want 60", i, rpm[i])
@@ -170,7 +170,7 @@ func TestRateLinesAreTrailingMeans(t *testing.T) {
 	}
 	// Long runs have wide windows already; they are not averaged again.
 	wide := []TimelineWindow{{StartSeconds: 0, WidthSeconds: 16, Attempts: 8}, {StartSeconds: 16, WidthSeconds: 16, Attempts: 32}}
-	if got := perMinuteTrailing(wide, 10, func(w TimelineWindow) int64 { return w.Attempts }); got[0] != 30 || got[1] != 120 {
+	if got := perMinuteTrailing(wide, func(w TimelineWindow) int64 { return w.Attempts }); got[0] != 30 || got[1] != 120 {
 		t.Errorf("16 s windows: %v, want [30 120] requests/min", got)
 	}
 	if got := smoothingSuffix(wide, 10); got != "" {
