@@ -163,11 +163,11 @@ func TestReconcileSaysWhenThePlanDoesNotFitTheLimits(t *testing.T) {
 	}, eventually).Should(Succeed())
 
 	// Raising the limits in place makes the same object fit: spec changes are picked up.
-	g.Expect(k8sClient.Get(ctx, key, cc)).To(Succeed())
-	cc.Spec.Limits.OutputTokensPerMinute = ptr.To[int64](30_000)
-	cc.Spec.Limits.InputTokensPerMinute = ptr.To[int64](60_000)
-	cc.Spec.Limits.RequestsPerMinute = ptr.To[int64](200)
-	g.Expect(k8sClient.Update(ctx, cc)).To(Succeed())
+	updateCC(g, cc, func(cc *capacityv1alpha1.ClaudeCapacity) {
+		cc.Spec.Limits.OutputTokensPerMinute = ptr.To[int64](30_000)
+		cc.Spec.Limits.InputTokensPerMinute = ptr.To[int64](60_000)
+		cc.Spec.Limits.RequestsPerMinute = ptr.To[int64](200)
+	})
 	g.Eventually(func(g Gomega) {
 		g.Expect(condition(g, key, capacityv1alpha1.ConditionPlanFits).Status).To(Equal(metav1.ConditionTrue))
 		g.Expect(condition(g, key, capacityv1alpha1.ConditionReady).Status).To(Equal(metav1.ConditionTrue))

@@ -10,6 +10,7 @@ import (
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -64,6 +65,18 @@ func specReplicas(g Gomega, ns, name string) int32 {
 	d := &appsv1.Deployment{}
 	g.Expect(k8sClient.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, d)).To(Succeed())
 	return ptr.Deref(d.Spec.Replicas, 1)
+}
+
+// updateCC changes a ClaudeCapacity, retrying when the controller's status write got in
+// between the read and the update.
+func updateCC(g Gomega, cc *capacityv1alpha1.ClaudeCapacity, mutate func(*capacityv1alpha1.ClaudeCapacity)) {
+	g.Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := k8sClient.Get(context.Background(), client.ObjectKeyFromObject(cc), cc); err != nil {
+			return err
+		}
+		mutate(cc)
+		return k8sClient.Update(context.Background(), cc)
+	})).To(Succeed())
 }
 
 func getCC(g Gomega, cc *capacityv1alpha1.ClaudeCapacity) *capacityv1alpha1.ClaudeCapacity {
@@ -203,9 +216,7 @@ func TestPoolIsSharedByWeightAndIdleSharesGoToOthers(t *testing.T) {
 	// The big workload's queue empties (and its declared traffic is idle): the small one
 	// gets what the big one no longer claims.
 	g.Expect(srv.Client().Del(ctx, "big-jobs").Err()).To(Succeed())
-	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(big), big)).To(Succeed())
-	big.Spec.Traffic.RequestsPerMinute = 1
-	g.Expect(k8sClient.Update(ctx, big)).To(Succeed())
+	updateCC(g, big, func(cc *capacityv1alpha1.ClaudeCapacity) { cc.Spec.Traffic.RequestsPerMinute = 1 })
 	g.Eventually(func(g Gomega) {
 		b := getCC(g, big)
 		g.Expect(b.Status.DemandReplicas).To(BeNumerically("<=", 1))
@@ -296,16 +307,14 @@ func TestPauseAnnotations(t *testing.T) {
 	g.Consistently(func(g Gomega) { g.Expect(specReplicas(g, ns, "workers")).To(Equal(int32(2))) }, "3s").Should(Succeed())
 
 	// paused-replicas sets the count once and keeps it.
-	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(cc), cc)).To(Succeed())
-	cc.Annotations = map[string]string{capacityv1alpha1.AnnotationPausedReplicas: "4"}
-	g.Expect(k8sClient.Update(ctx, cc)).To(Succeed())
+	updateCC(g, cc, func(cc *capacityv1alpha1.ClaudeCapacity) {
+		cc.Annotations = map[string]string{capacityv1alpha1.AnnotationPausedReplicas: "4"}
+	})
 	g.Eventually(func(g Gomega) { g.Expect(specReplicas(g, ns, "workers")).To(Equal(int32(4))) }, eventually).Should(Succeed())
 	g.Consistently(func(g Gomega) { g.Expect(specReplicas(g, ns, "workers")).To(Equal(int32(4))) }, "3s").Should(Succeed())
 
 	// Unpaused, it follows the queue again.
-	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(cc), cc)).To(Succeed())
-	cc.Annotations = nil
-	g.Expect(k8sClient.Update(ctx, cc)).To(Succeed())
+	updateCC(g, cc, func(cc *capacityv1alpha1.ClaudeCapacity) { cc.Annotations = nil })
 	g.Eventually(func(g Gomega) { g.Expect(specReplicas(g, ns, "workers")).To(Equal(int32(11))) }, eventually).Should(Succeed())
 }
 
