@@ -13,7 +13,7 @@ import (
 	"github.com/claudecap/claudecap/pkg/mockapi"
 )
 
-const loadtestTestKey = "sk-ant-cli-test-SECRET-0123456789"
+const loadtestTestKey = "fake-key-cli-test-SECRET-0123456789"
 
 // runLoadtest executes `claudecap loadtest args...` in-process with a test
 // key and no ANTHROPIC_BASE_URL, and returns what it printed.

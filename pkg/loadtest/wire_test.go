@@ -214,7 +214,7 @@ func writeAPIError(w http.ResponseWriter, status int, typ string) {
 		"error": map[string]any{"type": typ, "message": "test error"}, "request_id": "req_test"})
 }
 
-const testAPIKey = "sk-ant-test-SECRET-do-not-print-0123456789"
+const testAPIKey = "fake-key-test-SECRET-do-not-print-0123456789"
 
 func testRequest(t testing.TB) anthropic.MessageNewParams {
 	t.Helper()

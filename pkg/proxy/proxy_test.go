@@ -17,7 +17,7 @@ import (
 	"github.com/claudecap/claudecap/pkg/ratelimit"
 )
 
-const workerKey = "sk-ant-worker-key-0123456789"
+const workerKey = "fake-key-worker-key-0123456789"
 
 func TestForwardsAndSettlesFromUsage(t *testing.T) {
 	up := startUpstream(t, replyJSON(200, okMessage, "Anthropic-Ratelimit-Requests-Limit", "50",
@@ -101,7 +101,7 @@ func TestWaitingIsBounded(t *testing.T) {
 
 func TestAPIKeyInjection(t *testing.T) {
 	up := startUpstream(t, replyJSON(200, okMessage))
-	const injected = "sk-ant-injected-key-9876543210"
+	const injected = "fake-key-injected-key-9876543210"
 	_, hs, _ := startProxy(t, Config{Upstream: up.URL, APIKey: injected}, &fakeLimiter{})
 	// A worker with no key at all, and one with a stale key and a bearer token.
 	post(t, hs.URL, messagesBody("claude-sonnet-4-5", 10, false, "a"))
@@ -437,7 +437,7 @@ func TestStreamingRequestsAreNotCoalesced(t *testing.T) {
 // No log line, at any level, may contain an API key: neither the worker's
 // nor the injected one, on success or failure paths.
 func TestLogsNeverContainKeys(t *testing.T) {
-	const injected = "sk-ant-injected-secret-5555"
+	const injected = "fake-key-injected-secret-5555"
 	up := startUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case strings.Contains(r.URL.Path, "models"):
