@@ -29,22 +29,9 @@ type admittedMessage struct {
 func (s *Server) handleMessages(rc *requestContext) {
 	buf := s.getBuffer()
 	defer s.putBuffer(buf)
-	if e := s.readBody(rc, buf); e != nil {
-		s.fail(rc, e)
-		return
-	}
 	var req messagesRequest
-	if e := decodeRequest(buf.b, &req); e != nil {
-		s.fail(rc, e)
-		return
-	}
-	if e := validateRequest(&req, true); e != nil {
-		s.fail(rc, e)
-		return
-	}
-	model, ok := s.models.lookup(req.Model)
+	model, ok := s.readMessagesRequest(rc, buf, &req, true)
 	if !ok {
-		s.fail(rc, notFoundModel(req.Model))
 		return
 	}
 	if *req.MaxTokens > model.maxOutput {
@@ -191,4 +178,56 @@ func appendUsage(b []byte, u *usage, output int64, full bool) []byte {
 		b = append(b, `,"service_tier":"standard"`...)
 	}
 	return append(b, '}')
+}
+
+// readMessagesRequest reads, decodes and validates a Messages request body (max_tokens is
+// required for messages, absent for count_tokens) and looks up its model. On failure it
+// has answered with the Anthropic-shaped error and returns false.
+func (s *Server) readMessagesRequest(rc *requestContext, buf *buffer, req *messagesRequest, needMaxTokens bool) (*modelInfo, bool) {
+	if e := s.readBody(rc, buf); e != nil {
+		s.fail(rc, e)
+		return nil, false
+	}
+	if e := decodeRequest(buf.b, req); e != nil {
+		s.fail(rc, e)
+		return nil, false
+	}
+	if e := validateRequest(req, needMaxTokens); e != nil {
+		s.fail(rc, e)
+		return nil, false
+	}
+	model, ok := s.models.lookup(req.Model)
+	if !ok {
+		s.fail(rc, notFoundModel(req.Model))
+		return nil, false
+	}
+	return model, true
+}
+
+// handleCountTokens serves POST /v1/messages/count_tokens.
+func (s *Server) handleCountTokens(rc *requestContext) {
+	buf := s.getBuffer()
+	defer s.putBuffer(buf)
+	var req messagesRequest
+	if _, ok := s.readMessagesRequest(rc, buf, &req, false); !ok {
+		return
+	}
+	if s.countTokens != nil {
+		v := s.countTokens.admit(s.nowMicros())
+		h := rc.w.Header()
+		writeRateLimitHeaders(h, &v.state, &s.times)
+		if !v.admitted {
+			s.stats.rateLimited()
+			h[hdrRetryAfter] = []string{strconv.FormatInt(v.retryAfter, 10)}
+			s.fail(rc, &apiError{typ: ErrRateLimit, message: "This request would exceed your organization's rate limit of " +
+				strconv.FormatInt(s.cfg.CountTokensRPM, 10) + " token counting requests per minute. Please retry after " +
+				strconv.FormatInt(v.retryAfter, 10) + " seconds."})
+			return
+		}
+	}
+	b := append(buf.b[:0], `{"input_tokens":`...)
+	b = strconv.AppendInt(b, countInputTokens(&req), 10)
+	b = append(b, '}')
+	buf.b = b
+	s.writeJSON(rc, b)
 }

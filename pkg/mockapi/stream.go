@@ -2,7 +2,6 @@ package mockapi
 
 import (
 	"net/http"
-	"strconv"
 )
 
 // Fixed pieces of the event stream.
@@ -130,45 +129,4 @@ func (s *Server) abortStream(rc *requestContext, msg *admittedMessage, buf *buff
 	}
 	s.flush(rc, buf, b, f)
 	panic(http.ErrAbortHandler) // net/http drops the connection mid-stream
-}
-
-// handleCountTokens serves POST /v1/messages/count_tokens.
-func (s *Server) handleCountTokens(rc *requestContext) {
-	buf := s.getBuffer()
-	defer s.putBuffer(buf)
-	if e := s.readBody(rc, buf); e != nil {
-		s.fail(rc, e)
-		return
-	}
-	var req messagesRequest
-	if e := decodeRequest(buf.b, &req); e != nil {
-		s.fail(rc, e)
-		return
-	}
-	if e := validateRequest(&req, false); e != nil {
-		s.fail(rc, e)
-		return
-	}
-	if _, ok := s.models.lookup(req.Model); !ok {
-		s.fail(rc, notFoundModel(req.Model))
-		return
-	}
-	if s.countTokens != nil {
-		v := s.countTokens.admit(s.nowMicros())
-		h := rc.w.Header()
-		writeRateLimitHeaders(h, &v.state, &s.times)
-		if !v.admitted {
-			s.stats.rateLimited()
-			h[hdrRetryAfter] = []string{strconv.FormatInt(v.retryAfter, 10)}
-			s.fail(rc, &apiError{typ: ErrRateLimit, message: "This request would exceed your organization's rate limit of " +
-				strconv.FormatInt(s.cfg.CountTokensRPM, 10) + " token counting requests per minute. Please retry after " +
-				strconv.FormatInt(v.retryAfter, 10) + " seconds."})
-			return
-		}
-	}
-	b := append(buf.b[:0], `{"input_tokens":`...)
-	b = strconv.AppendInt(b, countInputTokens(&req), 10)
-	b = append(b, '}')
-	buf.b = b
-	s.writeJSON(rc, b)
 }
