@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -122,13 +123,13 @@ func (r *ClaudeCapacityReconciler) cachedScale(ctx context.Context, obj *unstruc
 		if err := r.Get(ctx, key, d); err != nil {
 			return nil, true, err
 		}
-		objMeta, spec, status, selector = d.ObjectMeta, ptrOr(d.Spec.Replicas, 1), d.Status.Replicas, d.Spec.Selector
+		objMeta, spec, status, selector = d.ObjectMeta, ptr.Deref(d.Spec.Replicas, 1), d.Status.Replicas, d.Spec.Selector
 	case "StatefulSet":
 		st := &appsv1.StatefulSet{}
 		if err := r.Get(ctx, key, st); err != nil {
 			return nil, true, err
 		}
-		objMeta, spec, status, selector = st.ObjectMeta, ptrOr(st.Spec.Replicas, 1), st.Status.Replicas, st.Spec.Selector
+		objMeta, spec, status, selector = st.ObjectMeta, ptr.Deref(st.Spec.Replicas, 1), st.Status.Replicas, st.Spec.Selector
 	default:
 		return nil, false, nil
 	}
@@ -148,17 +149,10 @@ func (r *ClaudeCapacityReconciler) cachedScale(ctx context.Context, obj *unstruc
 func replicasOf(obj client.Object) string {
 	switch o := obj.(type) {
 	case *appsv1.Deployment:
-		return fmt.Sprintf("%d/%d", ptrOr(o.Spec.Replicas, 1), o.Status.Replicas)
+		return fmt.Sprintf("%d/%d", ptr.Deref(o.Spec.Replicas, 1), o.Status.Replicas)
 	case *appsv1.StatefulSet:
-		return fmt.Sprintf("%d/%d", ptrOr(o.Spec.Replicas, 1), o.Status.Replicas)
+		return fmt.Sprintf("%d/%d", ptr.Deref(o.Spec.Replicas, 1), o.Status.Replicas)
 	default:
 		return ""
 	}
-}
-
-func ptrOr[T any](p *T, def T) T {
-	if p == nil {
-		return def
-	}
-	return *p
 }

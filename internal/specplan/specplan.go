@@ -5,6 +5,8 @@ package specplan
 import (
 	"time"
 
+	"k8s.io/utils/ptr"
+
 	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
 	"github.com/claudecap/claudecap/pkg/capacity"
 )
@@ -22,29 +24,22 @@ func PlanInput(spec capacityv1alpha1.ClaudeCapacitySpec) capacity.PlanInput {
 		AvgOutputTokens:          float64(spec.Traffic.AvgOutputTokens),
 		HeadroomPercent:          float64(spec.HeadroomPercent),
 		ReplicaRequestsPerMinute: float64(spec.Worker.RequestsPerMinutePerReplica),
-		CacheHitRatio:            valueOr(spec.Traffic.CacheHitRatio, 0),
-		BatchShare:               valueOr(spec.Traffic.BatchShare, 0),
+		CacheHitRatio:            ptr.Deref(spec.Traffic.CacheHitRatio, 0),
+		BatchShare:               ptr.Deref(spec.Traffic.BatchShare, 0),
 	}
 	if in.HeadroomPercent == 0 {
 		in.HeadroomPercent = DefaultHeadroomPercent
 	}
 	limits := capacity.PlanLimits{
 		Tier:                  string(spec.Limits.Tier),
-		RequestsPerMinute:     valueOr(spec.Limits.RequestsPerMinute, 0),
-		InputTokensPerMinute:  valueOr(spec.Limits.InputTokensPerMinute, 0),
-		OutputTokensPerMinute: valueOr(spec.Limits.OutputTokensPerMinute, 0),
+		RequestsPerMinute:     ptr.Deref(spec.Limits.RequestsPerMinute, 0),
+		InputTokensPerMinute:  ptr.Deref(spec.Limits.InputTokensPerMinute, 0),
+		OutputTokensPerMinute: ptr.Deref(spec.Limits.OutputTokensPerMinute, 0),
 	}
 	if limits != (capacity.PlanLimits{}) {
 		in.Limits = &limits
 	}
 	return in
-}
-
-func valueOr[T any](p *T, def T) T {
-	if p == nil {
-		return def
-	}
-	return *p
 }
 
 // Behavior is the spec's scaling behavior in the decision's terms: each direction the spec
@@ -88,7 +83,7 @@ func scalingRules(spec *capacityv1alpha1.ScalingRules, def capacity.ScalingRules
 func RequestProfile(traffic capacityv1alpha1.Traffic, model capacity.Model) capacity.RequestProfile {
 	input := float64(traffic.AvgInputTokens)
 	if !model.CacheReadsCountTowardITPM {
-		input *= 1 - valueOr(traffic.CacheHitRatio, 0)
+		input *= 1 - ptr.Deref(traffic.CacheHitRatio, 0)
 	}
 	return capacity.RequestProfile{InputTokens: input, OutputTokens: float64(traffic.AvgOutputTokens)}
 }
