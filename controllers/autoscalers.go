@@ -58,7 +58,7 @@ func (r *ClaudeCapacityReconciler) checkScalingActive(ctx context.Context, s *sc
 		return ctrl.Result{}, err
 	}
 	if other != "" {
-		s.scalingBlocked = true
+		s.scalingBlocked, s.blockedBy = true, capacityv1alpha1.LimitedByHeld
 		setCondition(cc, capacityv1alpha1.ConditionScalingActive, metav1.ConditionFalse, ReasonAmbiguousAutoscaler,
 			fmt.Sprintf("%s already scales %s %s; claudecap will not fight it: remove one of the two",
 				other, cc.Spec.ScaleTargetRef.Kind, cc.Spec.ScaleTargetRef.Name))

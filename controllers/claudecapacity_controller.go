@@ -66,6 +66,7 @@ type scope struct {
 	// scalingBlocked is set when a pause or another autoscaler forbids changing replicas;
 	// pausedReplicas when an annotation asks for a fixed count.
 	scalingBlocked bool
+	blockedBy      capacityv1alpha1.LimitReason // Paused unless set otherwise
 	pausedReplicas *int32
 
 	// sample is the queue as read this time (nil without a queue) and arrivals the

@@ -37,6 +37,9 @@ func (r *ClaudeCapacityReconciler) scale(ctx context.Context, s *scope) (ctrl.Re
 		cc.Status.DesiredReplicas, cc.Status.LimitedBy = desired, capacityv1alpha1.LimitedByPaused
 	case s.scalingBlocked:
 		cc.Status.DesiredReplicas, cc.Status.LimitedBy = current, capacityv1alpha1.LimitedByPaused
+		if s.blockedBy != "" {
+			cc.Status.LimitedBy = s.blockedBy
+		}
 	case s.held || s.decision == nil:
 		// Status already says why; replicas stay.
 	default:

@@ -285,6 +285,7 @@ func TestAnotherAutoscalerOnTheTargetIsNotFought(t *testing.T) {
 		g.Expect(active.Status).To(Equal(metav1.ConditionFalse))
 		g.Expect(active.Reason).To(Equal(ReasonAmbiguousAutoscaler))
 		g.Expect(active.Message).To(ContainSubstring("HorizontalPodAutoscaler workers"))
+		g.Expect(getCC(g, cc).Status.LimitedBy).To(Equal(capacityv1alpha1.LimitedByHeld))
 	}, eventually).Should(Succeed())
 	g.Consistently(func(g Gomega) { g.Expect(specReplicas(g, ns, "workers")).To(Equal(int32(2))) }, "3s").Should(Succeed())
 }

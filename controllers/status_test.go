@@ -7,6 +7,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
+	"github.com/claudecap/claudecap/pkg/capacity"
 )
 
 func TestObservationOnlyChangesWaitForTheHeartbeat(t *testing.T) {
@@ -48,5 +49,24 @@ func TestObservationOnlyChangesWaitForTheHeartbeat(t *testing.T) {
 				t.Fatalf("skip write = %v, want %v", got, tc.skip)
 			}
 		})
+	}
+}
+
+// The API's limitedBy enum and the decision's reasons are declared apart (the API package
+// imports nothing of ours); this keeps them from drifting.
+func TestDecisionReasonsAreAPIValues(t *testing.T) {
+	pairs := map[capacity.LimitReason]capacityv1alpha1.LimitReason{
+		capacity.LimitedByQueue:        capacityv1alpha1.LimitedByQueue,
+		capacity.LimitedByRequests:     capacityv1alpha1.LimitedByRequests,
+		capacity.LimitedByInputTokens:  capacityv1alpha1.LimitedByInputTokens,
+		capacity.LimitedByOutputTokens: capacityv1alpha1.LimitedByOutputTokens,
+		capacity.LimitedByPoolShare:    capacityv1alpha1.LimitedByPoolShare,
+		capacity.LimitedByMaxReplicas:  capacityv1alpha1.LimitedByMaxReplicas,
+		capacity.LimitedByMinReplicas:  capacityv1alpha1.LimitedByMinReplicas,
+	}
+	for decision, api := range pairs {
+		if string(decision) != string(api) {
+			t.Errorf("decision reason %q is written to status as %q", decision, api)
+		}
 	}
 }
