@@ -20,13 +20,9 @@ func TestOperatorRestartMidSpikeDoesNotFlap(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
 	ns := newNamespace(t)
-	push(g, srv, "jobs", 600)
-	g.Expect(k8sClient.Create(ctx, newDeployment(ns, "workers", 1))).To(Succeed())
-	cc := queued(ns, "workers", "restart", srv.Addr(), "jobs")
 	// Fast up, but the default five-minute scale-down window.
-	cc.Spec.Behavior.ScaleDown = nil
-	g.Expect(k8sClient.Create(ctx, cc)).To(Succeed())
-	g.Eventually(func(g Gomega) { g.Expect(specReplicas(g, ns, "workers")).To(Equal(int32(11))) }, eventually).Should(Succeed())
+	cc := backlogged(g, srv, ns, "restart", func(cc *capacityv1alpha1.ClaudeCapacity) { cc.Spec.Behavior.ScaleDown = nil })
+	eventuallyReplicas(g, ns, 11)
 
 	// The spike ends and the operator restarts: all it remembers is in status.
 	g.Expect(srv.Client().Del(ctx, "jobs").Err()).To(Succeed())
@@ -47,14 +43,10 @@ func TestTargetDeletedAndRecreated(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
 	ns := newNamespace(t)
-	push(g, srv, "jobs", 600)
-	deployment := newDeployment(ns, "workers", 1)
-	g.Expect(k8sClient.Create(ctx, deployment)).To(Succeed())
-	cc := queued(ns, "workers", "recreate", srv.Addr(), "jobs")
-	g.Expect(k8sClient.Create(ctx, cc)).To(Succeed())
-	g.Eventually(func(g Gomega) { g.Expect(specReplicas(g, ns, "workers")).To(Equal(int32(11))) }, eventually).Should(Succeed())
+	cc := backlogged(g, srv, ns, "recreate", nil)
+	eventuallyReplicas(g, ns, 11)
 
-	g.Expect(k8sClient.Delete(ctx, deployment)).To(Succeed())
+	g.Expect(k8sClient.Delete(ctx, newDeployment(ns, "workers", 1))).To(Succeed())
 	g.Eventually(func(g Gomega) {
 		found := conditionOf(g, cc, capacityv1alpha1.ConditionTargetFound)
 		g.Expect(found.Status).To(Equal(metav1.ConditionFalse))
@@ -74,11 +66,9 @@ func TestMetricsDescribeEachWorkload(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
 	ns := newNamespace(t)
-	push(g, srv, "jobs", 600)
-	g.Expect(k8sClient.Create(ctx, newDeployment(ns, "workers", 1))).To(Succeed())
-	cc := queued(ns, "workers", "metrics", srv.Addr(), "jobs")
-	cc.Spec.Limits = explicitLimits(10_000, 10_000_000, 20_000)
-	g.Expect(k8sClient.Create(ctx, cc)).To(Succeed())
+	cc := backlogged(g, srv, ns, "metrics", func(cc *capacityv1alpha1.ClaudeCapacity) {
+		cc.Spec.Limits = explicitLimits(10_000, 10_000_000, 20_000)
+	})
 
 	gauge := func(g Gomega, name string, extra map[string]string) float64 {
 		families, err := ctrlmetrics.Registry.Gather()

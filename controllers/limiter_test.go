@@ -21,11 +21,8 @@ func TestLimiterStateFlowsBothWays(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := srv.Client()
 	ns := newNamespace(t)
-	push(g, srv, "jobs", 600)
-	g.Expect(k8sClient.Create(ctx, newDeployment(ns, "workers", 1))).To(Succeed())
-	cc := queued(ns, "workers", "limiter", srv.Addr(), "jobs")
 	// 48,000 output tokens per minute carry 8 replicas of 6,000 (30 requests of 200).
-	cc.Spec.Limits = explicitLimits(10_000, 10_000_000, 48_000)
+	limits := explicitLimits(10_000, 10_000_000, 48_000)
 	pool := ratelimit.PoolKey{Organization: "limiter", Class: "sonnet-4"}
 	workload := ns + "/workers"
 
@@ -33,7 +30,7 @@ func TestLimiterStateFlowsBothWays(t *testing.T) {
 	// last minute.
 	g.Expect(ratelimit.RecordUsage(ctx, rdb, pool, workload, "pod-a",
 		ratelimit.UsageSample{Requests: 120, InputTokens: 60_000, OutputTokens: 24_000, RateLimited: 3})).To(Succeed())
-	g.Expect(k8sClient.Create(ctx, cc)).To(Succeed())
+	cc := backlogged(g, srv, ns, "limiter", func(cc *capacityv1alpha1.ClaudeCapacity) { cc.Spec.Limits = limits })
 
 	g.Eventually(func(g Gomega) {
 		got := getCC(g, cc)

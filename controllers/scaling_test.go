@@ -79,6 +79,26 @@ func updateCC(g Gomega, cc *capacityv1alpha1.ClaudeCapacity, mutate func(*capaci
 	})).To(Succeed())
 }
 
+// backlogged starts the common scenario: 600 jobs already queued in "jobs" (so the first
+// poll is the estimator's baseline and demand is exactly 11 replicas of 30/min), a
+// Deployment "workers" at 1 replica, and its ClaudeCapacity in organization org, changed by
+// adjust before it is created.
+func backlogged(g Gomega, srv *redistest.Server, ns, org string, adjust func(*capacityv1alpha1.ClaudeCapacity)) *capacityv1alpha1.ClaudeCapacity {
+	push(g, srv, "jobs", 600)
+	g.Expect(k8sClient.Create(context.Background(), newDeployment(ns, "workers", 1))).To(Succeed())
+	cc := queued(ns, "workers", org, srv.Addr(), "jobs")
+	if adjust != nil {
+		adjust(cc)
+	}
+	g.Expect(k8sClient.Create(context.Background(), cc)).To(Succeed())
+	return cc
+}
+
+// eventuallyReplicas waits until the Deployment "workers" is set to n replicas.
+func eventuallyReplicas(g Gomega, ns string, n int32) {
+	g.Eventually(func(g Gomega) { g.Expect(specReplicas(g, ns, "workers")).To(Equal(n)) }, eventually).Should(Succeed())
+}
+
 func getCC(g Gomega, cc *capacityv1alpha1.ClaudeCapacity) *capacityv1alpha1.ClaudeCapacity {
 	got := &capacityv1alpha1.ClaudeCapacity{}
 	g.Expect(k8sClient.Get(context.Background(), client.ObjectKeyFromObject(cc), got)).To(Succeed())
@@ -118,15 +138,11 @@ func TestBacklogRaisesReplicasToDemand(t *testing.T) {
 
 func TestQueueKnownBeforehandScalesToExactDemand(t *testing.T) {
 	g := NewWithT(t)
-	ctx := context.Background()
 	srv := redistest.Start(t)
 	ns := newNamespace(t)
 	// The first poll is the estimator's baseline, so arrivals stay at the declared
 	// 30/min: 600/120 s = 300/min plus 30/min is 330/min, 11 replicas of 30/min.
-	push(g, srv, "jobs", 600)
-	g.Expect(k8sClient.Create(ctx, newDeployment(ns, "workers", 1))).To(Succeed())
-	cc := queued(ns, "workers", "exact", srv.Addr(), "jobs")
-	g.Expect(k8sClient.Create(ctx, cc)).To(Succeed())
+	cc := backlogged(g, srv, ns, "exact", nil)
 	g.Eventually(func(g Gomega) {
 		g.Expect(specReplicas(g, ns, "workers")).To(Equal(int32(11)))
 		got := getCC(g, cc)
@@ -228,14 +244,10 @@ func TestPoolIsSharedByWeightAndIdleSharesGoToOthers(t *testing.T) {
 
 func TestDeadRedisHoldsReplicasAndRecovers(t *testing.T) {
 	g := NewWithT(t)
-	ctx := context.Background()
 	srv := redistest.Start(t)
 	ns := newNamespace(t)
-	g.Expect(k8sClient.Create(ctx, newDeployment(ns, "workers", 1))).To(Succeed())
-	cc := queued(ns, "workers", "outage", srv.Addr(), "jobs")
-	push(g, srv, "jobs", 600)
-	g.Expect(k8sClient.Create(ctx, cc)).To(Succeed())
-	g.Eventually(func(g Gomega) { g.Expect(specReplicas(g, ns, "workers")).To(Equal(int32(11))) }, eventually).Should(Succeed())
+	cc := backlogged(g, srv, ns, "outage", nil)
+	eventuallyReplicas(g, ns, 11)
 
 	srv.Stop()
 	g.Eventually(func(g Gomega) {
@@ -324,12 +336,8 @@ func TestScaleDownWaitsForInFlightWork(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
 	ns := newNamespace(t)
-	g.Expect(k8sClient.Create(ctx, newDeployment(ns, "workers", 1))).To(Succeed())
-	cc := queued(ns, "workers", "inflight", srv.Addr(), "jobs")
-	cc.Spec.Traffic.RequestsPerMinute = 1
-	push(g, srv, "jobs", 600)
-	g.Expect(k8sClient.Create(ctx, cc)).To(Succeed())
-	g.Eventually(func(g Gomega) { g.Expect(specReplicas(g, ns, "workers")).To(Equal(int32(11))) }, eventually).Should(Succeed())
+	cc := backlogged(g, srv, ns, "inflight", func(cc *capacityv1alpha1.ClaudeCapacity) { cc.Spec.Traffic.RequestsPerMinute = 1 })
+	eventuallyReplicas(g, ns, 11)
 
 	// The backlog is gone but 6 jobs are still being worked on: replicas may fall to what
 	// the in-flight work occupies, not below.
