@@ -19,7 +19,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
-	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
 	"github.com/claudecap/claudecap/pkg/capacity"
@@ -47,10 +46,9 @@ type ClaudeCapacityReconciler struct {
 	MaxConcurrentReconciles int
 
 	// Set by SetupWithManager.
-	memory     *memory
-	metrics    *controllerMetrics
-	poolEvents chan event.GenericEvent
-	now        func() time.Time
+	memory  *memory
+	metrics *controllerMetrics
+	now     func() time.Time
 }
 
 // scope carries one reconcile's inputs and intermediate results from step to step.
@@ -79,6 +77,10 @@ type scope struct {
 	// the split of the pool's budget decide computed.
 	limiter *limiterView
 	shares  *capacity.PoolAllocation
+
+	// upstreamRefusals counts the 429s and 529s the API answered this workload since the
+	// last poll (0 when unknown).
+	upstreamRefusals int64
 
 	// decision is what decide concluded; held when it chose to keep replicas as they are.
 	decision *capacity.Decision
@@ -125,9 +127,16 @@ func (r *ClaudeCapacityReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	}()
 
 	s := &scope{cc: cc}
-	result, err := r.reconcileSteps(ctx, s, r.readTarget, r.plan, r.checkScalingActive, r.readSignals, r.readLimiter,
-		r.decide, r.scale, r.publishLimiter)
-	return shortest(result, ctrl.Result{RequeueAfter: pollInterval(cc)}), err
+	steps := []step{r.readTarget, r.plan, r.checkScalingActive}
+	next := pollInterval(cc)
+	due, wait := r.pollDue(cc, r.memory.get(req.NamespacedName))
+	if due {
+		steps = append(steps, r.readSignals, r.readLimiter, r.decide, r.scale, r.publishLimiter)
+	} else {
+		next = wait
+	}
+	result, err := r.reconcileSteps(ctx, s, steps...)
+	return shortest(result, ctrl.Result{RequeueAfter: next}), err
 }
 
 // pollInterval is how often live signals are read: spec.pollIntervalSeconds, default 2 s.
@@ -169,7 +178,6 @@ func shortest(a, b ctrl.Result) ctrl.Result {
 // themselves and the Deployments and StatefulSets they target.
 func (r *ClaudeCapacityReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.memory = newMemory()
-	r.poolEvents = make(chan event.GenericEvent, 1024)
 	if r.metrics == nil {
 		r.metrics = defaultMetrics
 	}
@@ -202,7 +210,6 @@ func (r *ClaudeCapacityReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			builder.WithPredicates(replicasOrLifecycleChanged())).
 		Watches(&appsv1.StatefulSet{}, handler.EnqueueRequestsFromMapFunc(r.claudeCapacitiesFor("StatefulSet")),
 			builder.WithPredicates(replicasOrLifecycleChanged())).
-		WatchesRawSource(source.Channel(r.poolEvents, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)}).
 		Named("claudecapacity").
 		Complete(r)

@@ -40,8 +40,7 @@ func (r *ClaudeCapacityReconciler) decide(ctx context.Context, s *scope) (ctrl.R
 	}
 
 	w := r.memory.get(client.ObjectKeyFromObject(cc))
-	mu, measured, err := capacity.PerReplicaThroughput(float64(cc.Spec.Worker.RequestsPerMinutePerReplica),
-		r.observedThroughput(s, w), minSaturatedPolls)
+	mu, measured, err := r.perReplicaThroughput(cc)
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("choosing the per-replica throughput: %w", err)
 	}
@@ -57,6 +56,7 @@ func (r *ClaudeCapacityReconciler) decide(ctx context.Context, s *scope) (ctrl.R
 		return ctrl.Result{}, err
 	}
 	pool, claims := r.poolClaims(s, members, demand)
+	capCut := r.capCut(s, w, pool)
 	pool.ExternalUsage = s.limiter.externalUsage(r.now())
 	claims[0].Profile = observedProfile(claims[0].Profile, s.limiter)
 	shares, err := capacity.FairShare(pool, claims)
@@ -75,14 +75,12 @@ func (r *ClaudeCapacityReconciler) decide(ctx context.Context, s *scope) (ctrl.R
 		Allocation:      allocation,
 		Behavior:        specplan.Behavior(cc.Spec.Behavior),
 		History:         historyFromStatus(cc.Status.History),
+		CapCut:          capCut,
 	})
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("deciding replicas: %w", err)
 	}
 
-	if cc.Status.DemandReplicas != demand.Replicas {
-		r.nudgeSiblings(s, members)
-	}
 	cc.Status.DemandReplicas = demand.Replicas
 	cc.Status.CapReplicas = &decision.CapReplicas
 	cc.Status.DesiredReplicas = decision.DesiredReplicas
@@ -93,18 +91,36 @@ func (r *ClaudeCapacityReconciler) decide(ctx context.Context, s *scope) (ctrl.R
 		InputTokensPerMinute:  allocation.Share[capacity.InputTokens] + allocation.Headroom[capacity.InputTokens],
 		OutputTokensPerMinute: allocation.Share[capacity.OutputTokens] + allocation.Headroom[capacity.OutputTokens],
 	}
-	if decision.LimitedBy == capacity.LimitedByQueue && decision.Restraint == "" {
+	if decision.LimitedBy == capacity.LimitedByQueue {
 		setCondition(cc, capacityv1alpha1.ConditionScalingLimited, metav1.ConditionFalse, ReasonDemandDecides, decision.Message)
 	} else {
-		reason := string(decision.LimitedBy)
-		if decision.LimitedBy == capacity.LimitedByQueue {
-			reason = string(decision.Restraint)
-		}
-		setCondition(cc, capacityv1alpha1.ConditionScalingLimited, metav1.ConditionTrue, reason, decision.Message)
+		setCondition(cc, capacityv1alpha1.ConditionScalingLimited, metav1.ConditionTrue, string(decision.LimitedBy), decision.Message)
 	}
 	s.decision = &decision
 	r.metrics.observeDecision(cc, demand, decision, allocation)
 	return ctrl.Result{}, nil
+}
+
+// capCut says whether the cap may cut replicas at once this poll: the API refused this
+// workload's calls since the last poll, or the pool's limits times headroom fell since the
+// last decision. Anything else that lowers the cap (the controller's own estimates, usage
+// by others) follows the scale-down behavior.
+func (r *ClaudeCapacityReconciler) capCut(s *scope, w *workloadMemory, pool capacity.Pool) capacity.CapCut {
+	var base capacity.PerDimension
+	for d := range base {
+		base[d] = pool.Limits[d] * int64(pool.HeadroomPercent) / 100
+	}
+	prev := w.poolBase
+	w.poolBase = base
+	if s.upstreamRefusals > 0 {
+		return capacity.CapCutUpstreamRefusals
+	}
+	for d := range base {
+		if base[d] < prev[d] {
+			return capacity.CapCutLimitLowered
+		}
+	}
+	return capacity.CapCutNone
 }
 
 // demandInput is the queue as last read, or, for a workload without a queue, the declared

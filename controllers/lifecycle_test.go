@@ -4,11 +4,14 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	. "github.com/onsi/gomega"
 	dto "github.com/prometheus/client_model/go"
+	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
@@ -33,7 +36,8 @@ func TestOperatorRestartMidSpikeDoesNotFlap(t *testing.T) {
 		g.Expect(got.Status.History).NotTo(BeNil())
 		g.Expect(got.Status.History.Recommendations).NotTo(BeEmpty())
 		limited := conditionOf(g, got, capacityv1alpha1.ConditionScalingLimited)
-		g.Expect(limited.Reason).To(Equal("ScaleDownStabilized"))
+		g.Expect(limited.Reason).To(Equal(string(capacityv1alpha1.LimitedByScaleDownStabilization)))
+		g.Expect(got.Status.LimitedBy).To(Equal(capacityv1alpha1.LimitedByScaleDownStabilization))
 	}, eventually).Should(Succeed())
 	g.Consistently(func(g Gomega) { g.Expect(specReplicas(g, ns, "workers")).To(Equal(int32(11))) }, "4s").Should(Succeed())
 }
@@ -118,4 +122,39 @@ func hasLabels(m *dto.Metric, want map[string]string) bool {
 		}
 	}
 	return found == len(want)
+}
+
+// TestDecisionsWaitForAFreshPoll: the watch event of our own scale write, and status
+// updates of the target, must not make the controller decide again on the same
+// observation; a spec change does.
+func TestDecisionsWaitForAFreshPoll(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	ns := newNamespace(t)
+	cc := backlogged(g, srv, ns, "fresh", func(cc *capacityv1alpha1.ClaudeCapacity) { cc.Spec.PollIntervalSeconds = 30 })
+	eventuallyReplicas(g, ns, 11)
+	polled := time.Now()
+
+	// More work arrives, and the target reports its pods: a decision now would scale up,
+	// but the next poll is not due for 30 s.
+	push(g, srv, "jobs", 600)
+	d := &appsv1.Deployment{}
+	g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "workers"}, d)).To(Succeed())
+	d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: 11, ReadyReplicas: 9, UpdatedReplicas: 11}
+	g.Expect(k8sClient.Status().Update(ctx, d)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		got := getCC(g, cc)
+		g.Expect(got.Status.ReadyReplicas).NotTo(BeNil())
+		g.Expect(*got.Status.ReadyReplicas).To(Equal(int32(9)))
+	}, eventually).Should(Succeed())
+	g.Consistently(func(g Gomega) { g.Expect(specReplicas(g, ns, "workers")).To(Equal(int32(11))) }, "4s").Should(Succeed())
+	g.Expect(time.Since(polled)).To(BeNumerically("<", 25*time.Second), "the test must act before the next poll")
+
+	// A spec change is decided at once, on a fresh sample.
+	updateCC(g, cc, func(cc *capacityv1alpha1.ClaudeCapacity) { cc.Spec.Weight = 2 })
+	g.Eventually(func(g Gomega) {
+		got := getCC(g, cc)
+		g.Expect(specReplicas(g, ns, "workers")).To(Equal(int32(21)), "status: %+v", got.Status)
+	}, "5s").Should(Succeed())
 }

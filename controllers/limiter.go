@@ -29,9 +29,6 @@ const (
 	usageWindow = 60 * time.Second
 	// upstreamFresh is how old the last upstream rate-limit headers may be to count.
 	upstreamFresh = 60 * time.Second
-	// minSaturatedPolls is how many polls with work waiting must back an observed
-	// per-replica throughput before it replaces the declared one.
-	minSaturatedPolls = capacity.DefaultMinThroughputSamples
 	// minObservedRequests is how many requests in the window must back observed tokens per
 	// request before they replace the declared averages.
 	minObservedRequests = 20
@@ -112,6 +109,7 @@ func (r *ClaudeCapacityReconciler) readLimiter(ctx context.Context, s *scope) (c
 			OutputTokensPerMinute: perMinute(view.usage.OutputTokens),
 		},
 		RateLimitedRequests: view.usage.RateLimited,
+		ThrottledRequests:   view.usage.Throttled,
 		UpstreamRemaining:   view.upstreamRemaining(r.now()),
 	}
 	cc.Status.Observed = observed
@@ -210,22 +208,6 @@ func (v *limiterView) externalUsage(now time.Time) capacity.PerDimension {
 	ext[capacity.InputTokens] = used(v.upstream.InputTokens, v.pool.InputTokens)
 	ext[capacity.OutputTokens] = used(v.upstream.OutputTokens, v.pool.OutputTokens)
 	return ext
-}
-
-// observedThroughput is requests per minute per replica, from the limiter's usage, taken
-// only while work was waiting for the replicas (so the figure measures capacity, not
-// arrivals) and nothing was refused upstream.
-func (r *ClaudeCapacityReconciler) observedThroughput(s *scope, w *workloadMemory) capacity.ThroughputObservation {
-	current := s.target.scale.Spec.Replicas
-	v := s.limiter
-	saturated := v != nil && s.sample != nil && s.sample.Backlog > 0 && current > 0 && v.usage.RateLimited == 0
-	if !saturated {
-		w.saturatedPolls = 0
-		return capacity.ThroughputObservation{}
-	}
-	w.saturatedPolls++
-	rpm := float64(v.usage.Requests) * float64(time.Minute) / float64(max(v.usage.Window, time.Second))
-	return capacity.ThroughputObservation{RequestsPerMinute: rpm / float64(current), Samples: w.saturatedPolls}
 }
 
 // observedProfile replaces the declared tokens per request with the observed averages once

@@ -43,9 +43,17 @@ type workloadMemory struct {
 	limiterConn      signals.Connection
 	lastLimiterError string
 	publishedAt      time.Time
-	// saturatedPolls counts consecutive polls with work waiting, which make the observed
-	// throughput a measure of capacity.
-	saturatedPolls int
+	// throughput measures per-replica throughput from lastPoll to each new poll.
+	throughput *capacity.ThroughputEstimator
+	lastPoll   pollPoint
+	// polledAt, polledGeneration and polledPause are when the last poll ran and the spec
+	// and pause annotations it saw (see pollDue).
+	polledAt         time.Time
+	polledGeneration int64
+	polledPause      string
+	// poolBase is the pool's limits times headroom at the last decision: when it falls,
+	// the cap may cut at once (capacity.CapCutLimitLowered).
+	poolBase capacity.PerDimension
 }
 
 type cachedPassword struct {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
 	"github.com/claudecap/claudecap/internal/specplan"
@@ -73,11 +72,19 @@ func (r *ClaudeCapacityReconciler) poolClaims(s *scope, members []capacityv1alph
 		if err != nil {
 			continue
 		}
+		// A sibling claims what its last reconcile saw: its demand, and its measured
+		// throughput and tokens per request where it has them, so that its claim in tokens
+		// is what its replicas really use.
 		demand := capacity.Demand{
 			Replicas:             m.Status.DemandReplicas,
 			ThroughputPerReplica: float64(m.Spec.Worker.RequestsPerMinutePerReplica),
 		}
-		claims = append(claims, r.claim(m, model, demand))
+		if o := m.Status.Observed; o != nil && o.PerReplicaRequestsPerMinute > 0 {
+			demand.ThroughputPerReplica = float64(o.PerReplicaRequestsPerMinute)
+		}
+		c := r.claim(m, model, demand)
+		c.Profile = observedRateProfile(c.Profile, m.Status.Observed)
+		claims = append(claims, c)
 	}
 	return pool, claims
 }
@@ -85,21 +92,6 @@ func (r *ClaudeCapacityReconciler) poolClaims(s *scope, members []capacityv1alph
 func (r *ClaudeCapacityReconciler) claim(cc *capacityv1alpha1.ClaudeCapacity, model capacity.Model, d capacity.Demand) capacity.Claim {
 	return capacity.NewClaim(client.ObjectKeyFromObject(cc).String(), max(cc.Spec.Weight, 1), d,
 		cc.Spec.Replicas.Min, cc.Spec.Replicas.Max, specplan.RequestProfile(cc.Spec.Traffic, model))
-}
-
-// nudgeSiblings asks the pool's other members to decide again now: this member's claim
-// changed, so their shares did too.
-func (r *ClaudeCapacityReconciler) nudgeSiblings(s *scope, members []capacityv1alpha1.ClaudeCapacity) {
-	self := client.ObjectKeyFromObject(s.cc)
-	for i := range members {
-		if client.ObjectKeyFromObject(&members[i]) == self {
-			continue
-		}
-		select {
-		case r.poolEvents <- event.GenericEvent{Object: members[i].DeepCopy()}:
-		default: // the sibling polls soon anyway; never block a reconcile on the nudge
-		}
-	}
 }
 
 func minPositive(a, b int64) int64 {
@@ -111,4 +103,14 @@ func minPositive(a, b int64) int64 {
 	default:
 		return min(a, b)
 	}
+}
+
+// observedRateProfile replaces a sibling's declared tokens per request with those its
+// status reports, once enough requests back them.
+func observedRateProfile(declared capacity.RequestProfile, o *capacityv1alpha1.ObservedStatus) capacity.RequestProfile {
+	if o == nil || o.RequestsPerMinute < minObservedRequests {
+		return declared
+	}
+	n := float64(o.RequestsPerMinute)
+	return capacity.RequestProfile{InputTokens: float64(o.InputTokensPerMinute) / n, OutputTokens: float64(o.OutputTokensPerMinute) / n}
 }

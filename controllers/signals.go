@@ -71,8 +71,8 @@ func (r *ClaudeCapacityReconciler) readSignals(ctx context.Context, s *scope) (c
 		}
 		w.generation = cc.Generation
 	}
-	if err := w.estimator.Observe(sample.QueueSample); err != nil {
-		return ctrl.Result{}, fmt.Errorf("folding the queue sample into the arrival estimate: %w", err)
+	if err := r.observeWork(ctx, s, w, &sample.QueueSample); err != nil {
+		return ctrl.Result{}, fmt.Errorf("folding the queue sample into the estimates: %w", err)
 	}
 	s.sample, s.arrivals = &sample.QueueSample, w.estimator.Estimate()
 

@@ -63,6 +63,12 @@ func TestDecisionReasonsAreAPIValues(t *testing.T) {
 		capacity.LimitedByPoolShare:    capacityv1alpha1.LimitedByPoolShare,
 		capacity.LimitedByMaxReplicas:  capacityv1alpha1.LimitedByMaxReplicas,
 		capacity.LimitedByMinReplicas:  capacityv1alpha1.LimitedByMinReplicas,
+
+		capacity.LimitedByScaleUpPolicy:          capacityv1alpha1.LimitedByScaleUpPolicy,
+		capacity.LimitedByScaleDownPolicy:        capacityv1alpha1.LimitedByScaleDownPolicy,
+		capacity.LimitedByScaleUpStabilization:   capacityv1alpha1.LimitedByScaleUpStabilization,
+		capacity.LimitedByScaleDownStabilization: capacityv1alpha1.LimitedByScaleDownStabilization,
+		capacity.LimitedByWorkInFlight:           capacityv1alpha1.LimitedByWorkInFlight,
 	}
 	for decision, api := range pairs {
 		if string(decision) != string(api) {

@@ -25,6 +25,20 @@ import (
 type scaleTarget struct {
 	object *unstructured.Unstructured
 	scale  *autoscalingv1.Scale
+	// ready is how many pods are ready, when the target's own controller reports it
+	// (readyKnown): the replicas that really run, which the throughput estimate counts.
+	ready      int32
+	readyKnown bool
+}
+
+// running is the replica count that really works: ready pods when the target reports
+// them, else the replicas asked for (a target whose controller writes no status, such as
+// a bare control plane without a kube-controller-manager).
+func (t *scaleTarget) running() int32 {
+	if t.readyKnown {
+		return t.ready
+	}
+	return t.scale.Spec.Replicas
 }
 
 // Reasons of the TargetFound condition.
@@ -54,7 +68,7 @@ func (r *ClaudeCapacityReconciler) readTarget(ctx context.Context, s *scope) (ct
 	obj.SetName(ref.Name)
 	desc := fmt.Sprintf("%s %s/%s", ref.Kind, cc.Namespace, ref.Name)
 
-	scale, err := r.getScale(ctx, obj)
+	scale, ready, err := r.getScale(ctx, obj)
 	switch {
 	case err == nil:
 	case meta.IsNoMatchError(err):
@@ -79,37 +93,45 @@ func (r *ClaudeCapacityReconciler) readTarget(ctx context.Context, s *scope) (ct
 
 	s.target = &scaleTarget{object: obj, scale: scale}
 	cc.Status.Replicas = scale.Status.Replicas
+	cc.Status.ReadyReplicas = nil
+	if ready != nil {
+		s.target.ready, s.target.readyKnown = *ready, true
+		cc.Status.ReadyReplicas = ptr.To(*ready)
+	}
 	setCondition(cc, capacityv1alpha1.ConditionTargetFound, metav1.ConditionTrue, ReasonTargetFound,
 		fmt.Sprintf("%s runs %d of %d replicas", desc, scale.Status.Replicas, scale.Spec.Replicas))
 	return ctrl.Result{}, nil
 }
 
-// getScale reads the /scale subresource of obj. Deployments and StatefulSets are watched
-// anyway, so their scale is read from the cache, sparing the API server a request per
-// poll; any other kind is read live. The unstructured client only speaks unstructured
-// objects, so a live Scale is read as one and converted.
-func (r *ClaudeCapacityReconciler) getScale(ctx context.Context, obj *unstructured.Unstructured) (*autoscalingv1.Scale, error) {
-	if scale, ok, err := r.cachedScale(ctx, obj); ok || err != nil {
-		return scale, err
+// getScale reads the /scale subresource of obj, and the ready pods when the kind reports
+// them (nil otherwise). Deployments and StatefulSets are watched anyway, so their scale is
+// read from the cache, sparing the API server a request per poll; any other kind is read
+// live. The unstructured client only speaks unstructured objects, so a live Scale is read
+// as one and converted.
+func (r *ClaudeCapacityReconciler) getScale(ctx context.Context, obj *unstructured.Unstructured) (*autoscalingv1.Scale, *int32, error) {
+	if scale, ready, ok, err := r.cachedScale(ctx, obj); ok || err != nil {
+		return scale, ready, err
 	}
 	raw := &unstructured.Unstructured{}
 	raw.SetGroupVersionKind(autoscalingv1.SchemeGroupVersion.WithKind("Scale"))
 	if err := r.SubResource("scale").Get(ctx, obj, raw); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	scale := &autoscalingv1.Scale{}
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(raw.Object, scale); err != nil {
-		return nil, fmt.Errorf("decoding the Scale: %w", err)
+		return nil, nil, fmt.Errorf("decoding the Scale: %w", err)
 	}
-	return scale, nil
+	return scale, nil, nil
 }
 
 // cachedScale builds the Scale of a Deployment or StatefulSet from the informer cache, as
-// the API server's /scale would show it; ok is false for other kinds.
-func (r *ClaudeCapacityReconciler) cachedScale(ctx context.Context, obj *unstructured.Unstructured) (*autoscalingv1.Scale, bool, error) {
+// the API server's /scale would show it, with the ready pods once the workload's
+// controller has reported on it (status.observedGeneration set); ok is false for other
+// kinds.
+func (r *ClaudeCapacityReconciler) cachedScale(ctx context.Context, obj *unstructured.Unstructured) (_ *autoscalingv1.Scale, ready *int32, ok bool, _ error) {
 	gvk := obj.GroupVersionKind()
 	if gvk.Group != appsv1.GroupName {
-		return nil, false, nil
+		return nil, nil, false, nil
 	}
 	key := client.ObjectKeyFromObject(obj)
 	var (
@@ -121,17 +143,23 @@ func (r *ClaudeCapacityReconciler) cachedScale(ctx context.Context, obj *unstruc
 	case "Deployment":
 		d := &appsv1.Deployment{}
 		if err := r.Get(ctx, key, d); err != nil {
-			return nil, true, err
+			return nil, nil, true, err
 		}
 		objMeta, spec, status, selector = d.ObjectMeta, ptr.Deref(d.Spec.Replicas, 1), d.Status.Replicas, d.Spec.Selector
+		if d.Status.ObservedGeneration > 0 {
+			ready = ptr.To(d.Status.ReadyReplicas)
+		}
 	case "StatefulSet":
 		st := &appsv1.StatefulSet{}
 		if err := r.Get(ctx, key, st); err != nil {
-			return nil, true, err
+			return nil, nil, true, err
 		}
 		objMeta, spec, status, selector = st.ObjectMeta, ptr.Deref(st.Spec.Replicas, 1), st.Status.Replicas, st.Spec.Selector
+		if st.Status.ObservedGeneration > 0 {
+			ready = ptr.To(st.Status.ReadyReplicas)
+		}
 	default:
-		return nil, false, nil
+		return nil, nil, false, nil
 	}
 	scale := &autoscalingv1.Scale{
 		TypeMeta:   metav1.TypeMeta{APIVersion: autoscalingv1.SchemeGroupVersion.String(), Kind: "Scale"},
@@ -142,7 +170,7 @@ func (r *ClaudeCapacityReconciler) cachedScale(ctx context.Context, obj *unstruc
 	if sel, err := metav1.LabelSelectorAsSelector(selector); err == nil {
 		scale.Status.Selector = sel.String()
 	}
-	return scale, true, nil
+	return scale, ready, true, nil
 }
 
 // replicasOf returns "spec/status" replicas of a watched workload, for change detection.

@@ -16,12 +16,16 @@ const (
 	Tier4 Tier = "tier-4"
 )
 
-// LimitReason names the term that bounds the desired replica count.
-// +kubebuilder:validation:Enum=Queue;Requests;InputTokens;OutputTokens;PoolShare;MaxReplicas;MinReplicas;Paused;Held
+// LimitReason names what bounds this poll's desired replica count.
+// +kubebuilder:validation:Enum=Queue;Requests;InputTokens;OutputTokens;PoolShare;MaxReplicas;MinReplicas;Paused;Held;ScaleUpPolicy;ScaleDownPolicy;ScaleUpStabilization;ScaleDownStabilization;WorkInFlight
 type LimitReason string
 
 // The terms that can bound desired replicas. Queue means demand itself decided;
-// the others mean a limit stopped the controller from following demand.
+// Requests, InputTokens, OutputTokens and PoolShare mean the budget cap did;
+// MaxReplicas and MinReplicas the spec's bounds; the ScaleUp*/ScaleDown* values
+// and WorkInFlight mean the behavior held this poll's step short of the
+// recommendation (the ScalingLimited condition names both); Paused and Held mean
+// the controller left replicas alone.
 const (
 	LimitedByQueue        LimitReason = "Queue"
 	LimitedByRequests     LimitReason = "Requests"
@@ -32,6 +36,12 @@ const (
 	LimitedByMinReplicas  LimitReason = "MinReplicas"
 	LimitedByPaused       LimitReason = "Paused"
 	LimitedByHeld         LimitReason = "Held"
+
+	LimitedByScaleUpPolicy          LimitReason = "ScaleUpPolicy"
+	LimitedByScaleDownPolicy        LimitReason = "ScaleDownPolicy"
+	LimitedByScaleUpStabilization   LimitReason = "ScaleUpStabilization"
+	LimitedByScaleDownStabilization LimitReason = "ScaleDownStabilization"
+	LimitedByWorkInFlight           LimitReason = "WorkInFlight"
 )
 
 // ScalingPolicyType says how a scaling policy's value is read.
@@ -454,13 +464,20 @@ type RateStatus struct {
 type ObservedStatus struct {
 	RateStatus `json:",inline"`
 
-	// perReplicaRequestsPerMinute is the measured throughput of one busy replica.
+	// perReplicaRequestsPerMinute is the measured throughput of one busy replica: calls
+	// completed per minute of running (ready) replica time while work waited, not counting
+	// time the shared limiter or the API held the workers back. Absent until measured.
 	// +optional
 	PerReplicaRequestsPerMinute int64 `json:"perReplicaRequestsPerMinute,omitempty"`
 
 	// rateLimitedRequests is the number of upstream 429s in the last window.
 	// +optional
 	RateLimitedRequests int64 `json:"rateLimitedRequests,omitempty"`
+
+	// throttledRequests is the number of calls the shared limiter refused in the last
+	// window (the pool had no room for them within the proxy's wait).
+	// +optional
+	ThrottledRequests int64 `json:"throttledRequests,omitempty"`
 
 	// upstreamRemaining is what the API's last anthropic-ratelimit-* headers said is left of
 	// the organization's limits (tokens rounded to thousands, as the API reports them);
@@ -504,6 +521,12 @@ type ClaudeCapacityStatus struct {
 	// replicas is the target's current replica count, from /scale.
 	// +optional
 	Replicas int32 `json:"replicas"`
+
+	// readyReplicas is how many of the target's pods are ready (from a Deployment's or
+	// StatefulSet's status); the per-replica throughput estimate counts these, not the
+	// replicas asked for. Absent when the target does not report it.
+	// +optional
+	ReadyReplicas *int32 `json:"readyReplicas,omitempty"`
 
 	// desiredReplicas is what the controller wants the target to run.
 	// +optional
@@ -564,6 +587,7 @@ type ClaudeCapacityStatus struct {
 // +kubebuilder:resource:shortName=ccap,categories=claudecap
 // +kubebuilder:printcolumn:name="Target",type=string,JSONPath=`.spec.scaleTargetRef.name`
 // +kubebuilder:printcolumn:name="Replicas",type=integer,JSONPath=`.status.replicas`
+// +kubebuilder:printcolumn:name="Running",type=integer,JSONPath=`.status.readyReplicas`
 // +kubebuilder:printcolumn:name="Desired",type=integer,JSONPath=`.status.desiredReplicas`
 // +kubebuilder:printcolumn:name="Queue",type=integer,JSONPath=`.status.queue.depth`
 // +kubebuilder:printcolumn:name="Limited-By",type=string,JSONPath=`.status.limitedBy`

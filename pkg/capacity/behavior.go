@@ -333,6 +333,18 @@ func (h History) record(now time.Time, current, recommendation int32, b Behavior
 	}, nil
 }
 
+// applied records that replicas were set at now, so a policy period that starts after
+// now measures its step from them: without it, a scale decided between two sparse
+// decisions would still count as the count before it.
+func (h History) applied(now time.Time, replicas int32, b Behavior) History {
+	var period time.Duration
+	for _, p := range slices.Concat(b.ScaleUp.Policies, b.ScaleDown.Policies) {
+		period = max(period, p.Period)
+	}
+	h.Observed = compact(addPoint(slices.Clone(h.Observed), now, replicas), now.Add(-period))
+	return h
+}
+
 // cleanPoints copies points sorted by time without those after now.
 func cleanPoints(points []ReplicaPoint, now time.Time) ([]ReplicaPoint, error) {
 	out := make([]ReplicaPoint, 0, len(points)+1)

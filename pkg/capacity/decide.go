@@ -29,7 +29,50 @@ const (
 	// LimitedByMinReplicas means spec.replicas.min is above demand (or above the cap: see
 	// Decision.AboveCap).
 	LimitedByMinReplicas LimitReason = "MinReplicas"
+
+	// The reasons below name behavior that held this poll's change short of the
+	// recommendation; Decision.RecommendationLimitedBy still names what bounds the
+	// recommendation itself.
+
+	// LimitedByScaleUpPolicy means a scale-up policy (or disabled scale-up) bounds the step.
+	LimitedByScaleUpPolicy LimitReason = "ScaleUpPolicy"
+	// LimitedByScaleDownPolicy means a scale-down policy (or disabled scale-down) bounds the step.
+	LimitedByScaleDownPolicy LimitReason = "ScaleDownPolicy"
+	// LimitedByScaleUpStabilization means a lower recommendation in the scale-up window holds replicas down.
+	LimitedByScaleUpStabilization LimitReason = "ScaleUpStabilization"
+	// LimitedByScaleDownStabilization means a higher recommendation in the scale-down window holds replicas up.
+	LimitedByScaleDownStabilization LimitReason = "ScaleDownStabilization"
+	// LimitedByWorkInFlight means in-flight jobs hold replicas up.
+	LimitedByWorkInFlight LimitReason = "WorkInFlight"
 )
+
+// CapCut says why the budget cap may cut replicas at once instead of at the scale-down
+// pace. A cap that falls because the controller's own estimates moved (per-replica
+// throughput, tokens per request, usage by others) is a recommendation like any other and
+// follows the behavior: the shared limiter keeps the limits per call meanwhile, and an
+// estimate that dips for a poll must not take the fleet with it.
+type CapCut string
+
+const (
+	// CapCutNone: the cap follows the scale-down behavior.
+	CapCutNone CapCut = ""
+	// CapCutUpstreamRefusals: the API itself answered 429 or 529 to this workload, so the
+	// fleet is past what the API gives and must shrink now.
+	CapCutUpstreamRefusals CapCut = "UpstreamRefusals"
+	// CapCutLimitLowered: the pool's declared limits or headroom went down.
+	CapCutLimitLowered CapCut = "LimitLowered"
+)
+
+// restraintReasons maps what behavior did to the limitedBy value that names it.
+var restraintReasons = map[Restraint]LimitReason{
+	RestraintScaleUpLimit:        LimitedByScaleUpPolicy,
+	RestraintScaleUpDisabled:     LimitedByScaleUpPolicy,
+	RestraintScaleDownLimit:      LimitedByScaleDownPolicy,
+	RestraintScaleDownDisabled:   LimitedByScaleDownPolicy,
+	RestraintScaleUpStabilized:   LimitedByScaleUpStabilization,
+	RestraintScaleDownStabilized: LimitedByScaleDownStabilization,
+	RestraintWorkInFlight:        LimitedByWorkInFlight,
+}
 
 // DecisionInput is everything one scaling decision depends on. All of it is plain data the
 // controller gathers; Decide reads no clock.
@@ -51,6 +94,9 @@ type DecisionInput struct {
 	Behavior Behavior
 	// History is the previous decision's Decision.History, as stored in status.
 	History History
+	// CapCut, when set, lets the cap cut replicas at once; otherwise a cap below the
+	// current replicas is reached at the scale-down pace.
+	CapCut CapCut
 }
 
 // Decision is the outcome: what to set on /scale, and the why for status.
@@ -61,8 +107,14 @@ type Decision struct {
 	RecommendedReplicas int32
 	// DemandReplicas and CapReplicas are the two terms of the recommendation.
 	DemandReplicas, CapReplicas int32
-	// LimitedBy names the term that binds the recommendation.
+	// LimitedBy names what bounds this poll's change: the recommendation's binding term,
+	// or the behavior that held replicas short of the recommendation.
 	LimitedBy LimitReason
+	// RecommendationLimitedBy names the term that binds the recommendation.
+	RecommendationLimitedBy LimitReason
+	// CutToCap is true when the cap cut replicas below what behavior allowed, which only
+	// a CapCut permits.
+	CutToCap bool
 	// AboveCap is true when min replicas force more replicas than the budget cap; a
 	// condition should say so, since the shared limiter then holds those pods back.
 	AboveCap bool
@@ -95,9 +147,11 @@ func NewClaim(name string, weight int32, d Demand, minReplicas, maxReplicas int3
 //     replicas. Together with demand >= 1 whenever anything is queued, in flight or
 //     arriving, and the scale-down window, replicas reach zero only after the queue has been
 //     idle for the whole window.
-//  4. Ceilings hold at once, whatever behavior says: never above max, never above the cap
-//     unless min forces it. They protect the org's limits and the user's bound; in-flight
-//     work then ends under the pods' normal graceful termination.
+//  4. Max holds at once, whatever behavior says: it is the user's bound. The cap holds at
+//     once only with a CapCut (the API refused calls, or the pool's limits were lowered);
+//     otherwise a falling cap is reached at the scale-down pace of step 2, while the
+//     shared limiter keeps the limits per call. In-flight work ends under the pods'
+//     normal graceful termination.
 //  5. Never below min.
 func Decide(in DecisionInput) (Decision, error) {
 	if err := in.validate(); err != nil {
@@ -141,10 +195,19 @@ func Decide(in DecisionInput) (Decision, error) {
 	}
 
 	// 4. and 5. Ceilings, then the floor.
-	ceiling := clampReplicas(capReplicas, lo, hi)
+	ceiling := hi
+	if in.CapCut != CapCutNone {
+		ceiling = clampReplicas(capReplicas, lo, hi)
+	}
 	d.DesiredReplicas = clampReplicas(min(p.replicas, ceiling), lo, hi)
+	d.CutToCap = d.DesiredReplicas < p.replicas && in.CapCut != CapCutNone && ceiling < hi
+	d.History = d.History.applied(in.Now, d.DesiredReplicas, in.Behavior)
+	d.RecommendationLimitedBy = d.LimitedBy
 	if d.DesiredReplicas != rec {
 		d.Restraint = p.restraint
+		if reason, ok := restraintReasons[d.Restraint]; ok {
+			d.LimitedBy = reason
+		}
 	}
 	d.Message = d.explain(in, p)
 	return d, nil
@@ -177,7 +240,7 @@ func (in DecisionInput) validate() error {
 func (d Decision) explain(in DecisionInput, p paced) string {
 	var b strings.Builder
 	dem := in.Demand
-	switch d.LimitedBy {
+	switch d.RecommendationLimitedBy {
 	case LimitedByQueue:
 		fmt.Fprintf(&b, "%s for the queue: %s", replicas(d.RecommendedReplicas), explainDemand(dem))
 	case LimitedByMaxReplicas:
@@ -208,6 +271,9 @@ func (d Decision) explain(in DecisionInput, p paced) string {
 	}
 	if d.Restraint != RestraintNone && d.DesiredReplicas < p.replicas {
 		fmt.Fprintf(&b, " (cut to the ceiling of %d)", d.DesiredReplicas)
+	}
+	if d.CutToCap {
+		fmt.Fprintf(&b, "; cut to the cap at once, not at the scale-down pace, because %s", in.CapCut.because())
 	}
 	return b.String()
 }
@@ -294,4 +360,16 @@ func formatRate(x float64) string {
 		return formatCount(int64(math.Round(x)))
 	}
 	return strconv.FormatFloat(x, 'f', 1, 64)
+}
+
+// because says in words why a cap cut at once.
+func (c CapCut) because() string {
+	switch c {
+	case CapCutUpstreamRefusals:
+		return "the API answered this workload's calls with 429 or 529"
+	case CapCutLimitLowered:
+		return "the pool's limits or headroom were lowered"
+	default:
+		return string(c)
+	}
 }

@@ -129,26 +129,43 @@ func TestDecide(t *testing.T) {
 			name: "in-flight work holds a scale-down at one replica per job",
 			in: DecisionInput{CurrentReplicas: 8, MaxReplicas: 50,
 				Demand: demandOf(t, 0, 5, 0), Allocation: alone(1)},
-			want: 5, wantLimitedBy: LimitedByQueue, wantRestraint: RestraintWorkInFlight,
+			want: 5, wantLimitedBy: LimitedByWorkInFlight, wantRestraint: RestraintWorkInFlight,
 			wantMessage: "1 replica for the queue: 0 arrivals/min + 0 queued over 2m0s = 0 requests/min at 30 per replica, 5 in flight; scale-down held at 5 while 5 jobs are in flight",
 		},
 		{
 			name: "in-flight work counts jobs per replica when workers run several at once",
 			in: DecisionInput{CurrentReplicas: 8, MaxReplicas: 50, ConcurrencyPerReplica: 4,
 				Demand: demandOf(t, 0, 5, 0), Allocation: alone(1)},
-			want: 2, wantLimitedBy: LimitedByQueue, wantRestraint: RestraintWorkInFlight,
+			want: 2, wantLimitedBy: LimitedByWorkInFlight, wantRestraint: RestraintWorkInFlight,
 		},
 		{
 			name: "in-flight work never holds more than current",
 			in: DecisionInput{CurrentReplicas: 3, MaxReplicas: 50,
 				Demand: demandOf(t, 0, 40, 0), Allocation: alone(1)},
-			want: 3, wantLimitedBy: LimitedByQueue, wantRestraint: RestraintWorkInFlight,
+			want: 3, wantLimitedBy: LimitedByWorkInFlight, wantRestraint: RestraintWorkInFlight,
 		},
 		{
-			name: "the cap holds at once, over in-flight work and the scale-down window",
+			name: "a cap that falls below current follows the scale-down window: the limiter keeps the limits meanwhile",
 			in: DecisionInput{CurrentReplicas: 12, MaxReplicas: 50, Behavior: DefaultBehavior(),
 				History: History{Recommendations: points(600, 12)},
+				Demand:  demandOf(t, 0, 0, 360), Allocation: alone(12)},
+			want: 12, wantLimitedBy: LimitedByScaleDownStabilization, wantRestraint: RestraintScaleDownStabilized,
+			wantMessage: "capped at 9 replicas: output tokens 81,000/90,000 per minute at 90% headroom; the queue wants 12; scale-down held at 12, the highest recommendation in the last 5m0s",
+		},
+		{
+			name: "after upstream 429s the cap holds at once, over in-flight work and the scale-down window",
+			in: DecisionInput{CurrentReplicas: 12, MaxReplicas: 50, Behavior: DefaultBehavior(), CapCut: CapCutUpstreamRefusals,
+				History: History{Recommendations: points(600, 12)},
 				Demand:  demandOf(t, 0, 12, 360), Allocation: alone(12)},
+			want: 9, wantLimitedBy: LimitedByOutputTokens,
+			wantMessage: "capped at 9 replicas: output tokens 81,000/90,000 per minute at 90% headroom; the queue wants 12; " +
+				"cut to the cap at once, not at the scale-down pace, because the API answered this workload's calls with 429 or 529",
+		},
+		{
+			name: "a lowered limit cuts at once too",
+			in: DecisionInput{CurrentReplicas: 12, MaxReplicas: 50, Behavior: DefaultBehavior(), CapCut: CapCutLimitLowered,
+				History: History{Recommendations: points(600, 12)},
+				Demand:  demandOf(t, 0, 0, 360), Allocation: alone(12)},
 			want: 9, wantLimitedBy: LimitedByOutputTokens,
 		},
 		{
@@ -169,7 +186,7 @@ func TestDecide(t *testing.T) {
 			name: "no scale to zero before the window has passed",
 			in: DecisionInput{CurrentReplicas: 3, MaxReplicas: 10, Behavior: DefaultBehavior(),
 				History: idleFor(200), Demand: demandOf(t, 0, 0, 0), Allocation: alone(0)},
-			want: 3, wantLimitedBy: LimitedByQueue, wantRestraint: RestraintScaleDownStabilized,
+			want: 3, wantLimitedBy: LimitedByScaleDownStabilization, wantRestraint: RestraintScaleDownStabilized,
 			wantMessage: "0 replicas for the queue: nothing queued, in flight or arriving; scale-down held at 3, the highest recommendation in the last 5m0s",
 		},
 		{
@@ -177,13 +194,13 @@ func TestDecide(t *testing.T) {
 			in: DecisionInput{CurrentReplicas: 9, MaxReplicas: 50, Behavior: DefaultBehavior(),
 				History: History{Recommendations: points(900, 9, 990, 9), Observed: points(900, 9)},
 				Demand:  demandOf(t, 0, 0, 30), Allocation: alone(1)},
-			want: 9, wantLimitedBy: LimitedByQueue, wantRestraint: RestraintScaleDownStabilized,
+			want: 9, wantLimitedBy: LimitedByScaleDownStabilization, wantRestraint: RestraintScaleDownStabilized,
 		},
 		{
 			name: "scale-up follows the default policy",
 			in: DecisionInput{CurrentReplicas: 2, MaxReplicas: 50, Behavior: DefaultBehavior(),
 				Demand: demandOf(t, 600, 0, 0), Allocation: shareOf(t, Pool{Limits: PerDimension{1e6, 1e9, 1e9}, HeadroomPercent: 90}, "me", claim("me", 1, 10))},
-			want: 6, wantLimitedBy: LimitedByQueue, wantRestraint: RestraintScaleUpLimit,
+			want: 6, wantLimitedBy: LimitedByScaleUpPolicy, wantRestraint: RestraintScaleUpLimit,
 			wantMessage: "10 replicas for the queue: 0 arrivals/min + 600 queued over 2m0s = 300 requests/min at 30 per replica; scale-up limited to 6 by policy over 30s",
 		},
 	}
@@ -289,8 +306,8 @@ func TestDecideTimeline(t *testing.T) {
 			firstZero = now
 		}
 	}
-	if peak != 9 {
-		t.Errorf("peak %d replicas, want the output-token cap of 9", peak)
+	if peak < 5 || peak > 9 {
+		t.Errorf("peak %d replicas, want between the first scale-up step (5) and the output-token cap of 9", peak)
 	}
 	if firstZero.IsZero() {
 		t.Fatal("never scaled to zero")
@@ -306,13 +323,23 @@ func checkDecisionInvariants(t *testing.T, in DecisionInput, d Decision) {
 	if d.DesiredReplicas < in.MinReplicas || d.DesiredReplicas > in.MaxReplicas {
 		t.Fatalf("desired %d outside [%d, %d]", d.DesiredReplicas, in.MinReplicas, in.MaxReplicas)
 	}
-	if d.DesiredReplicas > in.Allocation.CapReplicas && d.DesiredReplicas > in.MinReplicas {
-		t.Fatalf("desired %d above cap %d without min forcing it", d.DesiredReplicas, in.Allocation.CapReplicas)
+	// Never up past the cap; past it only on the way down at the behavior's pace, unless a
+	// CapCut makes the cap hold at once.
+	allowed := max(in.Allocation.CapReplicas, in.MinReplicas)
+	if in.CapCut == CapCutNone {
+		allowed = max(allowed, min(in.CurrentReplicas, in.MaxReplicas))
 	}
-	if d.DesiredReplicas > in.Allocation.CapReplicas && !d.AboveCap && d.DesiredReplicas > 0 {
+	if d.DesiredReplicas > allowed {
+		t.Fatalf("desired %d above cap %d (current %d, min %d, cut %q)", d.DesiredReplicas, in.Allocation.CapReplicas,
+			in.CurrentReplicas, in.MinReplicas, in.CapCut)
+	}
+	if d.DesiredReplicas > in.Allocation.CapReplicas && d.DesiredReplicas > in.CurrentReplicas && !d.AboveCap && d.DesiredReplicas > 0 {
 		t.Fatalf("desired %d above cap %d, but the decision does not say so", d.DesiredReplicas, in.Allocation.CapReplicas)
 	}
-	ceiling := clampReplicas(in.Allocation.CapReplicas, in.MinReplicas, in.MaxReplicas)
+	ceiling := in.MaxReplicas
+	if in.CapCut != CapCutNone {
+		ceiling = clampReplicas(in.Allocation.CapReplicas, in.MinReplicas, in.MaxReplicas)
+	}
 	if in.Demand.InFlight > 0 && d.DesiredReplicas < in.CurrentReplicas && d.DesiredReplicas < ceiling {
 		concurrency := int64(max(in.ConcurrencyPerReplica, 1))
 		busy := (in.Demand.InFlight + concurrency - 1) / concurrency

@@ -4,16 +4,21 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 )
 
-// DefaultArrivalTimeConstant is the smoothing time constant of arrival estimates: about one
-// minute, the window Anthropic's per-minute limits are counted over.
-const DefaultArrivalTimeConstant = time.Minute
+// DefaultArrivalWindow is the window arrival estimates look back over: one minute, the
+// window Anthropic's per-minute limits are counted over.
+const DefaultArrivalWindow = time.Minute
 
-// DefaultMinThroughputSamples is how many observations of per-replica throughput it takes
-// before they replace the declared figure.
-const DefaultMinThroughputSamples = 10
+// arrivalBuckets is how many equal buckets the arrival window is cut into. The estimate
+// is their median, so a burst that lands within one or two buckets never becomes a rate.
+const arrivalBuckets = 6
+
+// lowerBoundForget is the time constant over which an estimate resting only on queue
+// growth (no completion counter) is allowed to fall.
+const lowerBoundForget = 10 * time.Minute
 
 // QueueSample is one poll of a queue.
 type QueueSample struct {
@@ -54,39 +59,62 @@ type ArrivalEstimate struct {
 	LastArrivals int64
 }
 
-// ArrivalEstimator estimates a queue's arrival rate from successive polls. The controller
-// keeps one per ClaudeCapacity; it is not safe for concurrent use.
+// ArrivalEstimator estimates a queue's sustained arrival rate from successive polls. The
+// controller keeps one per ClaudeCapacity; it is not safe for concurrent use.
 //
-// Between two samples, arrivals = (backlog + in-flight now) - (backlog + in-flight before)
+// Between two polls, arrivals = (backlog + in-flight now) - (backlog + in-flight before)
 // + jobs completed in between: every job that arrived is either still queued, being worked
-// on, or done. The rate r = arrivals / dt is smoothed exponentially with time constant tau,
-// weighting each interval by its length:
+// on, or done. The estimate is a median over the last window (one minute): the window is
+// cut into six ten-second buckets aligned to the clock, each poll interval's arrivals go
+// to the bucket its end falls in, and the estimate is the median of the six buckets'
+// rates. So
 //
-//	rate += (1 - exp(-dt/tau)) * (r - rate)
+//   - a one-off push (an RPUSH of 900 jobs, or a producer that takes a few seconds) lands
+//     in one or two buckets and is left out: it is counted once, in the backlog, never
+//     again as a rate;
+//   - a sustained rate is in every bucket and is its own median;
+//   - a rate that starts or stops moves the estimate within half a window, and a push
+//     leaves the window entirely once a minute has passed;
+//   - bursts that come less often than every 20 s are treated as backlog, not rate:
+//     demand then covers them through backlog / drain time.
 //
-// so an interval as long as tau moves the estimate 63% of the way to what it saw, whatever
-// the poll interval. The declared traffic rate is the starting value (the prior), so the
-// estimate moves from what the user declared toward what the queue shows.
+// Time the polls have not covered yet (a new estimator, an outage) counts at the prior
+// rate until the window has been observed, then at the last estimate.
+//
+// Without completions (a Redis list with no shared limiter in front of its workers) only
+// queue growth is seen, a lower bound: a queue whose workers keep up looks like one nobody
+// feeds. Such an estimate never falls faster than a ten-minute time constant, so replicas
+// sized for a rate do not vanish because they keep the queue short.
 type ArrivalEstimator struct {
-	tau      time.Duration
-	estimate ArrivalEstimate
-	last     QueueSample
-	hasLast  bool
+	window    time.Duration
+	prior     float64
+	estimate  ArrivalEstimate
+	intervals []arrivalInterval
+	last      QueueSample
+	hasLast   bool
+	// observedSince is when the first interval began; the window before it is prior.
+	observedSince time.Time
 }
 
-// NewArrivalEstimator starts an estimator at the declared rate (jobs per minute) with the
-// given time constant (DefaultArrivalTimeConstant when zero).
-func NewArrivalEstimator(priorPerMinute float64, timeConstant time.Duration) (*ArrivalEstimator, error) {
+type arrivalInterval struct {
+	start, end time.Time
+	arrivals   int64
+	exact      bool
+}
+
+// NewArrivalEstimator starts an estimator at the declared rate (jobs per minute) over the
+// given window (DefaultArrivalWindow when zero).
+func NewArrivalEstimator(priorPerMinute float64, window time.Duration) (*ArrivalEstimator, error) {
 	if math.IsNaN(priorPerMinute) || priorPerMinute < 0 || math.IsInf(priorPerMinute, 1) {
 		return nil, fmt.Errorf("declared arrival rate %v per minute is not a finite non-negative number", priorPerMinute)
 	}
-	if timeConstant < 0 {
-		return nil, fmt.Errorf("negative smoothing time constant %v", timeConstant)
+	if window < 0 {
+		return nil, fmt.Errorf("negative arrival window %v", window)
 	}
-	if timeConstant == 0 {
-		timeConstant = DefaultArrivalTimeConstant
+	if window == 0 {
+		window = DefaultArrivalWindow
 	}
-	return &ArrivalEstimator{tau: timeConstant, estimate: ArrivalEstimate{PerMinute: priorPerMinute}}, nil
+	return &ArrivalEstimator{window: window, prior: priorPerMinute, estimate: ArrivalEstimate{PerMinute: priorPerMinute}}, nil
 }
 
 // Estimate returns the current estimate.
@@ -110,56 +138,70 @@ func (e *ArrivalEstimator) Observe(s QueueSample) error {
 		return nil
 	}
 
-	dt := s.Time.Sub(prev.Time)
 	queued := (s.Backlog + s.InFlight) - (prev.Backlog + prev.InFlight)
-	completedKnown := s.CompletedKnown && prev.CompletedKnown && s.Completed >= prev.Completed
+	exact := s.CompletedKnown && prev.CompletedKnown && s.Completed >= prev.Completed
 	arrivals := queued
-	if completedKnown {
+	if exact {
 		arrivals += s.Completed - prev.Completed
 	}
 	arrivals = max(arrivals, 0)
 	e.estimate.LastArrivals = arrivals
-
-	rate := float64(arrivals) / dt.Minutes()
-	tau := e.tau
-	if !completedKnown && rate < e.estimate.PerMinute {
-		// Growth of the queue alone is a lower bound on arrivals: a quiet queue whose
-		// workers keep up looks the same as one nobody feeds. Such intervals lower the
-		// estimate only slowly (ForgetFactor times tau), so a past burst is forgotten
-		// eventually instead of holding demand up forever.
-		tau *= ForgetFactor
+	if e.observedSince.IsZero() {
+		e.observedSince = prev.Time
 	}
-	alpha := 1 - math.Exp(-dt.Seconds()/tau.Seconds())
-	e.estimate.PerMinute += alpha * (rate - e.estimate.PerMinute)
-	e.estimate.Observed = e.estimate.Observed || completedKnown
+	e.intervals = append(e.intervals, arrivalInterval{start: prev.Time, end: s.Time, arrivals: arrivals, exact: exact})
+	oldest := s.Time.Truncate(e.window / arrivalBuckets).Add(-e.window + e.window/arrivalBuckets)
+	for len(e.intervals) > 0 && e.intervals[0].end.Before(oldest) {
+		e.intervals = e.intervals[1:]
+	}
+
+	rate, allExact := e.windowRate(s.Time)
+	if !allExact && rate < e.estimate.PerMinute {
+		// Only a lower bound was seen: fall no faster than the forgetting time constant.
+		dt := s.Time.Sub(prev.Time)
+		rate = max(rate, e.estimate.PerMinute*math.Exp(-dt.Seconds()/lowerBoundForget.Seconds()))
+	}
+	e.estimate.PerMinute = rate
+	e.estimate.Observed = e.estimate.Observed || exact
 	return nil
 }
 
-// ForgetFactor slows the decay of the arrival estimate when only queue growth is known
-// (no completion counter): such intervals use a time constant ForgetFactor times longer.
-const ForgetFactor = 10
-
-// ThroughputObservation is per-replica throughput measured by the caller.
-type ThroughputObservation struct {
-	// RequestsPerMinute is the measured requests per minute of one replica.
-	RequestsPerMinute float64
-	// Samples is how many intervals the measurement covers.
-	Samples int
-}
-
-// PerReplicaThroughput returns mu, one replica's requests per minute: the observed figure
-// once it rests on at least minSamples samples, else the declared one. Only intervals in
-// which replicas were saturated (work queued the whole time) and not held back by the shared
-// limiter measure capacity; otherwise the figure measures arrivals or the budget, and a low
-// mu would raise both demand and cap. Choosing such intervals is the caller's job.
-func PerReplicaThroughput(declared float64, observed ThroughputObservation, minSamples int) (mu float64, fromObservation bool, err error) {
-	if !positiveFinite(declared) || declared > maxPerRequest {
-		return 0, false, fmt.Errorf("declared throughput %v requests per minute per replica is not in (0, %g]", declared, maxPerRequest)
+// windowRate is the median of the buckets' rates per minute, and whether every interval
+// in the window had exact completions. Buckets are aligned to the clock, not to now, so a
+// push stays in the bucket it landed in as time passes; the newest bucket is partial.
+func (e *ArrivalEstimator) windowRate(now time.Time) (float64, bool) {
+	width := e.window / arrivalBuckets
+	current := now.Truncate(width)
+	var counts, covered [arrivalBuckets]float64
+	allExact := true
+	for _, iv := range e.intervals {
+		k := int(current.Sub(iv.end.Truncate(width)) / width)
+		if k < 0 || k >= arrivalBuckets {
+			continue
+		}
+		counts[k] += float64(iv.arrivals)
+		covered[k] += iv.end.Sub(iv.start).Seconds()
+		allExact = allExact && iv.exact
 	}
-	if observed.Samples >= minSamples && positiveFinite(observed.RequestsPerMinute) && observed.RequestsPerMinute <= maxPerRequest {
-		return observed.RequestsPerMinute, true, nil
+	fill := e.estimate.PerMinute
+	if now.Sub(e.observedSince) < e.window {
+		fill = e.prior
 	}
-	return declared, false, nil
+	rates := make([]float64, arrivalBuckets)
+	for k := range rates {
+		length := width.Seconds()
+		if k == 0 {
+			length = now.Sub(current).Seconds()
+		}
+		missing := max(length-covered[k], 0)
+		if total := covered[k] + missing; total > 0 {
+			rates[k] = (counts[k] + fill/60*missing) / total * 60
+		} else {
+			rates[k] = fill
+		}
+	}
+	slices.Sort(rates)
+	return (rates[arrivalBuckets/2-1] + rates[arrivalBuckets/2]) / 2, allExact
 }
 
 // DemandInput is what demand is computed from.

@@ -12,11 +12,35 @@ func at(seconds float64) time.Time {
 	return t0.Add(time.Duration(seconds * float64(time.Second)))
 }
 
+// polls returns samples every 2 s from `from` to `to` seconds of a queue whose workers
+// keep up: every arrival completes within its poll, and arrive(t) jobs arrive in the
+// interval ending at t.
+func polls(from, to float64, completed *int64, arrive func(t float64) int64) []QueueSample {
+	var out []QueueSample
+	for t := from; t <= to; t += 2 {
+		*completed += arrive(t)
+		out = append(out, QueueSample{Time: at(t), Completed: *completed, CompletedKnown: true})
+	}
+	return out
+}
+
+func observeAll(t *testing.T, e *ArrivalEstimator, samples []QueueSample) (peak float64) {
+	t.Helper()
+	for _, s := range samples {
+		if err := e.Observe(s); err != nil {
+			t.Fatal(err)
+		}
+		peak = max(peak, e.Estimate().PerMinute)
+	}
+	return peak
+}
+
 func TestArrivalEstimator(t *testing.T) {
+	steady := func(perPoll int64) func(float64) int64 { return func(float64) int64 { return perPoll } }
+	var c1, c2 int64
 	tests := []struct {
 		name         string
 		prior        float64
-		tau          time.Duration
 		samples      []QueueSample
 		wantRate     float64
 		wantObserved bool
@@ -31,24 +55,30 @@ func TestArrivalEstimator(t *testing.T) {
 			wantRate: 300,
 		},
 		{
-			name: "arrivals are queue growth plus completions, smoothed from the prior", prior: 300, tau: time.Minute,
-			samples: []QueueSample{
-				{Time: at(0), Backlog: 10, InFlight: 5, Completed: 100, CompletedKnown: true},
-				// 60 s later: queue +15 (10+5 -> 20+10) and 45 completed: 60 arrivals, 60/min.
-				{Time: at(60), Backlog: 20, InFlight: 10, Completed: 145, CompletedKnown: true},
-			},
-			wantRate: 300 + (1-math.Exp(-1))*(60-300), wantObserved: true, wantLast: 60,
+			name: "a steady rate is measured exactly once the window is observed", prior: 0,
+			samples:  polls(0, 70, &c1, steady(4)), // 4 per 2 s
+			wantRate: 120, wantObserved: true, wantLast: 4,
 		},
 		{
-			name: "a job that arrives and finishes between polls still counts", prior: 0, tau: time.Nanosecond,
-			samples: []QueueSample{
-				{Time: at(0), Completed: 7, CompletedKnown: true},
-				{Time: at(2), Completed: 8, CompletedKnown: true},
-			},
-			wantRate: 30, wantObserved: true, wantLast: 1,
+			name: "arrivals are queue growth plus completions", prior: 0,
+			samples: func() []QueueSample {
+				// Every 2 s the queue grows by 1 and 3 jobs complete: 4 arrivals.
+				var out []QueueSample
+				for i := range 40 {
+					out = append(out, QueueSample{Time: at(float64(2 * i)), Backlog: int64(i), Completed: int64(3 * i), CompletedKnown: true})
+				}
+				return out
+			}(),
+			wantRate: 120, wantObserved: true, wantLast: 4,
 		},
 		{
-			name: "a shrinking queue with no completions seen counts zero arrivals, not negative", prior: 0, tau: time.Nanosecond,
+			name: "unobserved time counts at the prior until the window is covered", prior: 240,
+			samples: polls(0, 4, &c2, steady(0)),
+			// One bucket observed at 0, five still at the prior: the median is the prior.
+			wantRate: 240, wantObserved: true, wantLast: 0,
+		},
+		{
+			name: "a shrinking queue with no completions seen counts zero arrivals, not negative", prior: 0,
 			samples: []QueueSample{
 				{Time: at(0), Backlog: 100, CompletedKnown: true},
 				{Time: at(6), Backlog: 40, CompletedKnown: true},
@@ -56,76 +86,103 @@ func TestArrivalEstimator(t *testing.T) {
 			wantRate: 0, wantObserved: true, wantLast: 0,
 		},
 		{
-			name: "without completions a growing queue can raise the estimate", prior: 10, tau: time.Nanosecond,
+			name: "without completions a quiet queue lowers the estimate only at the forgetting pace", prior: 10,
 			samples: []QueueSample{
-				{Time: at(0), Backlog: 0},
-				{Time: at(30), Backlog: 100},
+				{Time: at(0), Backlog: 5}, {Time: at(10), Backlog: 5}, {Time: at(20), Backlog: 5}, {Time: at(30), Backlog: 5},
 			},
-			wantRate: 200, wantObserved: false, wantLast: 100,
+			// The median still shows the prior for 20 s; in the last 10 s it falls, but only
+			// as far as the ten-minute forgetting time constant lets it.
+			wantRate: 10 * math.Exp(-10/lowerBoundForget.Seconds()), wantObserved: false, wantLast: 0,
 		},
 		{
-			name: "without completions a quiet queue lowers the estimate only at a tenth of the pace", prior: 10, tau: 3 * time.Second,
-			samples: []QueueSample{
-				{Time: at(0), Backlog: 5},
-				{Time: at(30), Backlog: 5},
-			},
-			// 30 s at tau 30 s (10 x 3 s): 1 - e^-1 of the way from 10 to 0.
-			wantRate: 10 * math.Exp(-1), wantObserved: false, wantLast: 0,
-		},
-		{
-			name: "a completion counter that goes down is a reset: only queue growth counts", prior: 0, tau: time.Nanosecond,
+			name: "a completion counter that goes down is a reset: only queue growth counts", prior: 0,
 			samples: []QueueSample{
 				{Time: at(0), Backlog: 0, Completed: 1000, CompletedKnown: true},
-				{Time: at(60), Backlog: 30, Completed: 5, CompletedKnown: true},
+				{Time: at(2), Backlog: 3, Completed: 5, CompletedKnown: true},
 			},
-			wantRate: 30, wantObserved: false, wantLast: 30,
+			wantRate: 0, wantObserved: false, wantLast: 3,
 		},
 		{
-			name: "a sample at the same time is ignored", prior: 0, tau: time.Nanosecond,
+			name: "a sample at the same time is ignored", prior: 0,
 			samples: []QueueSample{
 				{Time: at(0), Completed: 0, CompletedKnown: true},
 				{Time: at(0), Completed: 500, CompletedKnown: true},
-				{Time: at(60), Completed: 60, CompletedKnown: true},
+				{Time: at(2), Completed: 2, CompletedKnown: true},
 			},
-			wantRate: 60, wantObserved: true, wantLast: 60,
+			wantRate: 0, wantObserved: true, wantLast: 2,
 		},
 		{
-			name: "a clock that moves back rebases without changing the estimate", prior: 42, tau: time.Nanosecond,
+			name: "a clock that moves back rebases without changing the estimate", prior: 42,
 			samples: []QueueSample{
 				{Time: at(60), Completed: 0, CompletedKnown: true},
 				{Time: at(0), Completed: 900, CompletedKnown: true},
 			},
 			wantRate: 42, wantObserved: false, wantLast: 0,
 		},
-		{
-			name: "the smoothing weighs an interval by its length, not by the poll count", prior: 0, tau: time.Minute,
-			samples: func() []QueueSample {
-				// 30 polls 2 s apart at 120/min must land where one 60 s interval does.
-				var s []QueueSample
-				for i := range 31 {
-					s = append(s, QueueSample{Time: at(float64(2 * i)), Completed: int64(4 * i), CompletedKnown: true})
-				}
-				return s
-			}(),
-			wantRate: (1 - math.Exp(-1)) * 120, wantObserved: true, wantLast: 4,
-		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e, err := NewArrivalEstimator(tt.prior, tt.tau)
+			e, err := NewArrivalEstimator(tt.prior, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, s := range tt.samples {
-				if err := e.Observe(s); err != nil {
-					t.Fatal(err)
-				}
-			}
+			observeAll(t, e, tt.samples)
 			got := e.Estimate()
 			if math.Abs(got.PerMinute-tt.wantRate) > 1e-6 || got.Observed != tt.wantObserved || got.LastArrivals != tt.wantLast {
 				t.Errorf("estimate %+v, want rate %v observed %v last %d", got, tt.wantRate, tt.wantObserved, tt.wantLast)
 			}
 		})
+	}
+}
+
+// TestOneOffPushIsNotARate: 900 jobs pushed at once, nothing after. The first version
+// counted them in the backlog and again as 1,495 arrivals per minute for two minutes; a
+// push is backlog, never a rate, and leaves the window entirely after a minute.
+func TestOneOffPushIsNotARate(t *testing.T) {
+	for _, split := range []int{1, 2, 3} {
+		e, err := NewArrivalEstimator(0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var backlog, completed int64
+		var peak float64
+		for i := range 100 {
+			now := float64(2 * i)
+			if i >= 10 && i < 10+split {
+				backlog += int64(900 / split) // one RPUSH, or a push spread over two polls
+			}
+			done := min(backlog, 5) // workers take 5 jobs per poll
+			backlog -= done
+			completed += done
+			if err := e.Observe(QueueSample{Time: at(now), Backlog: backlog, Completed: completed, CompletedKnown: true}); err != nil {
+				t.Fatal(err)
+			}
+			peak = max(peak, e.Estimate().PerMinute)
+		}
+		if peak != 0 {
+			t.Errorf("push in %d polls: the estimate reached %v per minute, want the push left out entirely", split, peak)
+		}
+		if got := e.Estimate().PerMinute; got != 0 {
+			t.Errorf("push in %d polls: estimate %v per minute a minute after the queue drained, want 0", split, got)
+		}
+	}
+}
+
+// TestArrivalEstimatorFollowsAStep: a rate that starts is followed within the window.
+func TestArrivalEstimatorFollowsAStep(t *testing.T) {
+	e, err := NewArrivalEstimator(0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var completed int64
+	observeAll(t, e, polls(0, 60, &completed, func(float64) int64 { return 0 }))
+	observeAll(t, e, polls(62, 92, &completed, func(float64) int64 { return 10 }))
+	if got := e.Estimate().PerMinute; got < 100 || got > 300 {
+		t.Errorf("30 s into a step to 300/min: estimate %v, want it on its way (100..300)", got)
+	}
+	observeAll(t, e, polls(94, 130, &completed, func(float64) int64 { return 10 }))
+	if got := e.Estimate().PerMinute; got != 300 {
+		t.Errorf("a window after a step to 300/min: estimate %v, want 300", got)
 	}
 }
 
@@ -147,32 +204,6 @@ func TestArrivalEstimatorRefusesMalformedInput(t *testing.T) {
 	checkErr(t, e.Observe(QueueSample{Time: t0, Backlog: -1}), "negative count")
 	if got := e.Estimate(); got.PerMinute != 5 {
 		t.Errorf("malformed samples changed the estimate to %v", got.PerMinute)
-	}
-}
-
-func TestPerReplicaThroughput(t *testing.T) {
-	tests := []struct {
-		name     string
-		declared float64
-		observed ThroughputObservation
-		want     float64
-		wantObs  bool
-		wantErr  string
-	}{
-		{name: "too few samples: declared", declared: 30, observed: ThroughputObservation{RequestsPerMinute: 12, Samples: 3}, want: 30},
-		{name: "enough samples: observed", declared: 30, observed: ThroughputObservation{RequestsPerMinute: 12, Samples: 10}, want: 12, wantObs: true},
-		{name: "an observed zero is ignored", declared: 30, observed: ThroughputObservation{Samples: 99}, want: 30},
-		{name: "an observed NaN is ignored", declared: 30, observed: ThroughputObservation{RequestsPerMinute: math.NaN(), Samples: 99}, want: 30},
-		{name: "declared must be positive", declared: 0, wantErr: "declared throughput 0"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, obs, err := PerReplicaThroughput(tt.declared, tt.observed, DefaultMinThroughputSamples)
-			checkErr(t, err, tt.wantErr)
-			if err == nil && (got != tt.want || obs != tt.wantObs) {
-				t.Errorf("got %v (observed %v), want %v (observed %v)", got, obs, tt.want, tt.wantObs)
-			}
-		})
 	}
 }
 

@@ -136,8 +136,18 @@ func Call(inputTokens, maxTokens int64) Amounts {
 // TryReserve takes cost from the pool's three buckets if all have room, and
 // never blocks beyond one Redis round trip. A refusal is a *RateLimitedError
 // (errors.Is ErrRateLimited) telling how long to wait; a Redis failure is
-// ErrUnavailable unless the LocalShare policy decides locally.
+// ErrUnavailable unless the LocalShare policy decides locally. A refusal is
+// counted in the workload's usage (Throttled), so the controller knows this
+// time was bounded by the pool, not by the workers.
 func (l *Limiter) TryReserve(ctx context.Context, cost Amounts) (*Reservation, error) {
+	res, err := l.reserve(ctx, cost)
+	if errors.Is(err, ErrRateLimited) {
+		l.recordThrottle(ctx, 0, true)
+	}
+	return res, err
+}
+
+func (l *Limiter) reserve(ctx context.Context, cost Amounts) (*Reservation, error) {
 	if err := cost.validateCost(); err != nil {
 		return nil, fmt.Errorf("reserving on pool %s: %w", l.opts.Pool, err)
 	}
@@ -155,6 +165,28 @@ func (l *Limiter) TryReserve(ctx context.Context, cost Amounts) (*Reservation, e
 	}
 	l.local.markDown(time.Now(), l.opts.ProbeInterval)
 	return l.reserveLocally(cost, err)
+}
+
+// recordTimeout bounds the usage record of a throttled or waiting call; the
+// record is telemetry and never holds a call up for long.
+const recordTimeout = 250 * time.Millisecond
+
+// recordThrottle records, for a limiter with a workload, that a call waited
+// for room and whether it was refused in the end.
+func (l *Limiter) recordThrottle(ctx context.Context, waited time.Duration, refused bool) {
+	if l.opts.Workload == "" || (l.opts.OnUnavailable == LocalShare && l.local.isDown(time.Now())) {
+		return
+	}
+	s := UsageSample{WaitedMillis: waited.Milliseconds()}
+	if refused {
+		s.Throttled = 1
+	}
+	if s == (UsageSample{}) {
+		return
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	_ = RecordUsage(rctx, l.rdb, l.opts.Pool, l.opts.Workload, l.opts.Pod, s) // telemetry: a lost record only biases an estimate
 }
 
 func (l *Limiter) reserveInRedis(ctx context.Context, cost Amounts) (*Reservation, error) {
@@ -195,13 +227,21 @@ func (l *Limiter) reserveInRedis(ctx context.Context, cost Amounts) (*Reservatio
 // room, Wait returns at once with an error that is both
 // context.DeadlineExceeded and the *RateLimitedError (so a proxy can answer 429
 // with retry-after). Errors other than a refusal are returned immediately.
-func (l *Limiter) Wait(ctx context.Context, cost Amounts) (*Reservation, error) {
+func (l *Limiter) Wait(ctx context.Context, cost Amounts) (res *Reservation, err error) {
+	start := time.Now()
+	refusedOnce := false
+	defer func() {
+		if refusedOnce {
+			l.recordThrottle(ctx, time.Since(start), err != nil)
+		}
+	}()
 	for {
-		res, err := l.TryReserve(ctx, cost)
+		res, err := l.reserve(ctx, cost)
 		var rl *RateLimitedError
 		if err == nil || !errors.As(err, &rl) || rl.TooLarge {
 			return res, err
 		}
+		refusedOnce = true
 		sleep := withJitter(rl.RetryAfter())
 		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < rl.RetryAfter() {
 			return nil, fmt.Errorf("%w before pool %s has room: %w", context.DeadlineExceeded, l.opts.Pool, err)

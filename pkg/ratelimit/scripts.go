@@ -82,20 +82,28 @@ return {status, now, seq, l1, l2, l3, w1, w2, w3}
 
 // usagePrelude records usage into a workload's per-second ring: field
 // "<slot>:t" holds the second a slot belongs to, so a reused slot is zeroed
-// before counting. It also marks the pod and the workload as active.
+// before counting. The counts the controller's estimators difference between
+// polls (requests, 429s, 529s, throttled calls, milliseconds waited) are also
+// added to cumulative "tot:<field>" fields of the same hash. It also marks the
+// pod and the workload as active.
 const usagePrelude = `
-local usage_fields = {'req', 'in', 'out', 'cr', 'rl', 'ov'}
+local usage_fields = {'req', 'in', 'out', 'cr', 'rl', 'ov', 'th', 'wt'}
+local usage_totals = {req = true, rl = true, ov = true, th = true, wt = true}
 local function record_usage(ukey, pkey, wkey, now, ring, workload, pod, vals)
   local sec = math.floor(now / 1000000)
   local slot = sec % ring
   local stamp = slot .. ':t'
   if tonumber(redis.call('HGET', ukey, stamp)) ~= sec then
     redis.call('HSET', ukey, stamp, sec, slot .. ':req', 0, slot .. ':in', 0, slot .. ':out', 0,
-      slot .. ':cr', 0, slot .. ':rl', 0, slot .. ':ov', 0)
+      slot .. ':cr', 0, slot .. ':rl', 0, slot .. ':ov', 0, slot .. ':th', 0, slot .. ':wt', 0)
   end
-  for k = 1, 6 do
-    local v = tonumber(vals[k])
-    if v ~= 0 then redis.call('HINCRBY', ukey, slot .. ':' .. usage_fields[k], v) end
+  for k = 1, 8 do
+    local v = tonumber(vals[k]) or 0
+    if v ~= 0 then
+      local f = usage_fields[k]
+      redis.call('HINCRBY', ukey, slot .. ':' .. f, v)
+      if usage_totals[f] then redis.call('HINCRBY', ukey, 'tot:' .. f, v) end
+    end
   end
   redis.call('EXPIRE', ukey, ring)
   if pod ~= '' then
@@ -131,7 +139,7 @@ seq = seq + 1
 write_bucket(KEYS[1], c1, c2, c3, l1, l2, l3, now, seq)
 if ARGV[10] ~= '' then
   record_usage(KEYS[2], KEYS[3], KEYS[4], now, tonumber(ARGV[12]), ARGV[10], ARGV[11],
-    {ARGV[6], ARGV[7], ARGV[8], ARGV[9], 0, 0})
+    {ARGV[6], ARGV[7], ARGV[8], ARGV[9], 0, 0, 0, 0})
 end
 return {1, now, seq, l1, l2, l3}
 `
@@ -140,11 +148,12 @@ return {1, now, seq, l1, l2, l3}
 // settlement, e.g. a 429 or 529 seen upstream.
 //
 // KEYS: usage, pods, workloads. ARGV: ring seconds, workload, pod, requests,
-// input, output, cache reads, 429s, 529s. Reply: now.
+// input, output, cache reads, 429s, 529s, throttled calls, milliseconds
+// waited. Reply: now.
 const recordUsageBody = `
 local now = now_us()
 record_usage(KEYS[1], KEYS[2], KEYS[3], now, tonumber(ARGV[1]), ARGV[2], ARGV[3],
-  {ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]})
+  {ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]})
 return now
 `
 
@@ -152,7 +161,8 @@ return now
 // current, partial second included) and counts pods seen in that window.
 //
 // KEYS: usage, pods. ARGV: window seconds, ring seconds.
-// Reply: {now, requests, input, output, cache reads, 429s, 529s, pods}.
+// Reply: {now, requests, input, output, cache reads, 429s, 529s, throttled,
+// waited ms, pods}.
 const readUsageBody = `
 local now = now_us()
 local sec = math.floor(now / 1000000)
@@ -161,19 +171,19 @@ local fields = {}
 for s = sec - window + 1, sec do
   local slot = s % ring
   fields[#fields + 1] = slot .. ':t'
-  for k = 1, 6 do fields[#fields + 1] = slot .. ':' .. usage_fields[k] end
+  for k = 1, 8 do fields[#fields + 1] = slot .. ':' .. usage_fields[k] end
 end
 local vals = redis.call('HMGET', KEYS[1], unpack(fields))
-local sums = {0, 0, 0, 0, 0, 0}
+local sums = {0, 0, 0, 0, 0, 0, 0, 0}
 local i = 1
 for s = sec - window + 1, sec do
   if tonumber(vals[i]) == s then
-    for k = 1, 6 do sums[k] = sums[k] + (tonumber(vals[i + k]) or 0) end
+    for k = 1, 8 do sums[k] = sums[k] + (tonumber(vals[i + k]) or 0) end
   end
-  i = i + 7
+  i = i + 9
 end
 local pods = redis.call('ZCOUNT', KEYS[2], sec - window + 1, '+inf')
-return {now, sums[1], sums[2], sums[3], sums[4], sums[5], sums[6], pods}
+return {now, sums[1], sums[2], sums[3], sums[4], sums[5], sums[6], sums[7], sums[8], pods}
 `
 
 // writePoolConfigBody replaces the pool's limits and allocations atomically

@@ -196,3 +196,83 @@ func TestUpstreamRoundTripAndExpiry(t *testing.T) {
 		t.Fatalf("stale output bucket survived: %+v", got)
 	}
 }
+
+// TestCountersRecordWhatTheEstimatorsNeed: settled calls, upstream refusals, calls the
+// pool refused and time spent waiting for room add up in the workload's cumulative
+// counters, which the controller differences between polls.
+func TestCountersRecordWhatTheEstimatorsNeed(t *testing.T) {
+	ctx := context.Background()
+	// Two requests per minute: the bucket holds 2, then refills one every 30 s.
+	srv, l := newTestPool(t, Limits{2, 1_000_000, 1_000_000}, Options{Workload: "ai/a", Pod: "a-1"})
+	rdb := srv.Client()
+	pool := l.Pool()
+	if c, err := ReadCounters(ctx, rdb, pool, "ai/a"); err != nil || c.Known {
+		t.Fatalf("before any call: %+v, %v; want unknown", c, err)
+	}
+	for range 2 {
+		if _, err := mustReserve(t, l, Call(10, 10)).Settle(ctx, Actual{InputTokens: 5, OutputTokens: 5}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The pool is empty: an immediate refusal, then a wait that gives up.
+	if _, err := l.TryReserve(ctx, Call(10, 10)); !errors.Is(err, ErrRateLimited) {
+		t.Fatalf("third call: %v, want a refusal", err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if _, err := l.Wait(wctx, Call(10, 10)); err == nil {
+		t.Fatal("a wait for 30 s of refill ended in admission within 300 ms")
+	}
+	if err := RecordUsage(ctx, rdb, pool, "ai/a", "a-1", UsageSample{RateLimited: 3, Overloaded: 1}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := ReadCounters(ctx, rdb, pool, "ai/a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Known || c.Requests != 2 || c.RateLimited != 3 || c.Overloaded != 1 || c.Throttled != 2 {
+		t.Errorf("counters %+v, want 2 requests, 3 429s, 1 529, 2 throttled", c)
+	}
+	if c.WaitedMillis != 0 {
+		// Wait returned at once: 30 s of refill is past its deadline, so it never slept.
+		t.Errorf("waited %d ms for a wait that never slept", c.WaitedMillis)
+	}
+	u, err := ReadUsage(ctx, rdb, pool, "ai/a", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Throttled != 2 || u.Requests != 2 {
+		t.Errorf("window usage %+v, want the same 2 throttled and 2 requests", u.UsageSample)
+	}
+	// Garbage in a counter is reported, not trusted.
+	rdb.HSet(ctx, pool.usageKey("ai/a"), "tot:req", "many")
+	if _, err := ReadCounters(ctx, rdb, pool, "ai/a"); err == nil {
+		t.Error("ReadCounters accepted tot:req=many")
+	}
+}
+
+func TestWaitRecordsTheTimeItWaited(t *testing.T) {
+	ctx := context.Background()
+	// 600 requests per minute: one every 100 ms once the bucket of 600 is spent.
+	srv, l := newTestPool(t, Limits{600, 1_000_000_000, 1_000_000_000}, Options{Workload: "ai/w", Pod: "w-1"})
+	for range 600 {
+		mustReserve(t, l, Call(1, 1))
+	}
+	start := time.Now()
+	for range 3 {
+		if _, err := l.Wait(ctx, Call(1, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	elapsed := time.Since(start)
+	c, err := ReadCounters(ctx, srv.Client(), l.Pool(), "ai/w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Throttled != 0 {
+		t.Errorf("%d throttled, want 0: every wait ended in admission", c.Throttled)
+	}
+	if c.WaitedMillis < 150 || c.WaitedMillis > elapsed.Milliseconds() {
+		t.Errorf("waited %d ms in all, want about 300 ms (at most the %v the waits took)", c.WaitedMillis, elapsed)
+	}
+}

@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -23,11 +24,18 @@ type UsageSample struct {
 	RateLimited int64
 	// Overloaded counts 529 responses seen upstream.
 	Overloaded int64
+	// Throttled counts calls the shared limiter refused: the caller got no
+	// admission, either at once or after waiting as long as it would.
+	Throttled int64
+	// WaitedMillis is the time calls spent waiting for room in the shared
+	// limiter, in milliseconds, admitted or not. The controller takes it out of
+	// the replica time that measures per-replica throughput.
+	WaitedMillis int64
 }
 
 func (s UsageSample) validate() error {
 	if s.Requests < 0 || s.InputTokens < 0 || s.OutputTokens < 0 || s.CacheReadInputTokens < 0 ||
-		s.RateLimited < 0 || s.Overloaded < 0 {
+		s.RateLimited < 0 || s.Overloaded < 0 || s.Throttled < 0 || s.WaitedMillis < 0 {
 		return fmt.Errorf("negative usage sample %+v", s)
 	}
 	return nil
@@ -62,6 +70,7 @@ func RecordUsage(ctx context.Context, rdb redis.UniversalClient, pool PoolKey, w
 		[]string{pool.usageKey(workload), pool.podsKey(workload), pool.workloadsKey()},
 		usageRing, workload, pod,
 		s.Requests, s.InputTokens, s.OutputTokens, s.CacheReadInputTokens, s.RateLimited, s.Overloaded,
+		s.Throttled, s.WaitedMillis,
 	).Err()
 	if err != nil {
 		return unavailable("recording usage of "+workload, pool, err)
@@ -97,8 +106,8 @@ func ReadUsage(ctx context.Context, rdb redis.UniversalClient, pool PoolKey, wor
 
 func decodeWindowUsage(v any) (WindowUsage, error) {
 	arr, ok := v.([]any)
-	if !ok || len(arr) != 8 {
-		return WindowUsage{}, fmt.Errorf("unexpected usage reply %T of %d elements, want 8 integers", v, lenOf(v))
+	if !ok || len(arr) != 10 {
+		return WindowUsage{}, fmt.Errorf("unexpected usage reply %T of %d elements, want 10 integers", v, lenOf(v))
 	}
 	n := make([]int64, len(arr))
 	for i, e := range arr {
@@ -112,8 +121,9 @@ func decodeWindowUsage(v any) (WindowUsage, error) {
 		UsageSample: UsageSample{
 			Requests: n[1], InputTokens: n[2], OutputTokens: n[3],
 			CacheReadInputTokens: n[4], RateLimited: n[5], Overloaded: n[6],
+			Throttled: n[7], WaitedMillis: n[8],
 		},
-		ActivePods: int(n[7]),
+		ActivePods: int(n[9]),
 		At:         time.UnixMicro(n[0]),
 	}, nil
 }
@@ -140,4 +150,63 @@ func ReadPoolUsage(ctx context.Context, rdb redis.UniversalClient, pool PoolKey,
 		out[w] = u
 	}
 	return out, nil
+}
+
+// Counters are a workload's cumulative counts, kept in its usage hash beside
+// the ring. They only grow while the hash lives; it expires MaxUsageWindow after
+// the last write (a limiter's heartbeat keeps it alive while any pod runs), and
+// a restarted Redis may lose it, so a reader takes a count that went down as a
+// reset. The controller differences them between two polls: completions for
+// the arrival estimate, refusals and waiting for the throughput estimate.
+type Counters struct {
+	// Requests settled (calls that completed upstream and were charged).
+	Requests int64
+	// RateLimited and Overloaded count upstream 429s and 529s.
+	RateLimited, Overloaded int64
+	// Throttled counts calls the shared limiter refused.
+	Throttled int64
+	// WaitedMillis is the time calls spent waiting for room in the shared limiter.
+	WaitedMillis int64
+	// Known is false when the workload has no usage hash (nothing recorded yet,
+	// or it expired).
+	Known bool
+}
+
+// countersFields are the hash fields of Counters, in the order of the struct.
+var countersFields = []string{"tot:req", "tot:rl", "tot:ov", "tot:th", "tot:wt"}
+
+// ReadCounters reads a workload's cumulative counters in one round trip.
+func ReadCounters(ctx context.Context, rdb redis.UniversalClient, pool PoolKey, workload string) (Counters, error) {
+	if err := pool.Validate(); err != nil {
+		return Counters{}, fmt.Errorf("reading counters: %w", err)
+	}
+	if err := ValidateWorkload(workload); err != nil {
+		return Counters{}, fmt.Errorf("reading counters on pool %s: %w", pool, err)
+	}
+	key := pool.usageKey(workload)
+	pipe := rdb.Pipeline()
+	exists := pipe.Exists(ctx, key)
+	values := pipe.HMGet(ctx, key, countersFields...)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return Counters{}, unavailable("reading the counters of "+workload, pool, err)
+	}
+	if exists.Val() == 0 {
+		return Counters{}, nil
+	}
+	n := make([]int64, len(countersFields))
+	for i, v := range values.Val() {
+		if v == nil {
+			continue // never incremented: zero
+		}
+		s, ok := v.(string)
+		if !ok {
+			return Counters{}, fmt.Errorf("reading counters of %s on pool %s: field %s is %T, want an integer", workload, pool, countersFields[i], v)
+		}
+		x, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || x < 0 {
+			return Counters{}, fmt.Errorf("reading counters of %s on pool %s: field %s is %q, want a non-negative integer", workload, pool, countersFields[i], s)
+		}
+		n[i] = x
+	}
+	return Counters{Requests: n[0], RateLimited: n[1], Overloaded: n[2], Throttled: n[3], WaitedMillis: n[4], Known: true}, nil
 }
