@@ -37,7 +37,7 @@ import (
 
 func main() {
 	smoke := flag.Bool("smoke", false, "bring everything up, print the status once and exit (for CI)")
-	traffic := flag.Bool("traffic", true, "run the summarizer's workers, sidecar proxy and a mock Messages API")
+	traffic := flag.Bool("traffic", true, "run the summarizer's pods (a worker and a sidecar proxy each) and a mock Messages API")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -157,14 +157,16 @@ func run(ctx context.Context, smoke, traffic bool) error {
 		if err != nil {
 			return err
 		}
-		demo, err := startDemoTraffic(ctx, kube, rdb)
+		demo, err := startDemoTraffic(ctx, kube, rdb, logFile)
 		if err != nil {
 			return err
 		}
 		defer demo.close()
-		trafficNote = fmt.Sprintf("Mock Messages API: %s  Summarizer's sidecar proxy: %s\n"+
-			"One worker per summarizer-workers replica takes jobs from the list and calls the API through the proxy.",
-			demo.mockURL, demo.proxyURL)
+		trafficNote = fmt.Sprintf("Mock Messages API: %s\n"+
+			"summarizer-workers' pods are played in process: one per replica, Ready %s after it is created, each with\n"+
+			"its own sidecar proxy; a Ready pod's worker takes jobs from the list and calls the API through it.\n"+
+			"`%s get deploy summarizer-workers -w` shows them become ready; their lifecycle is in the operator log.",
+			demo.mockURL, demoStartDelay, kubectl)
 	}
 	fmt.Println()
 	if err := kc("get", "ccap", "-n", "default", "-o", "wide").Run(); err != nil {

@@ -2,52 +2,53 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"sync"
 	"time"
 
-	"github.com/anthropics/anthropic-sdk-go/v2"
-	"github.com/anthropics/anthropic-sdk-go/v2/option"
 	"github.com/redis/go-redis/v9"
-	appsv1 "k8s.io/api/apps/v1"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/claudecap/claudecap/internal/standin"
 	"github.com/claudecap/claudecap/pkg/mockapi"
-	"github.com/claudecap/claudecap/pkg/proxy"
-	"github.com/claudecap/claudecap/pkg/ratelimit"
 )
 
 // The summarizer sample's workload, as the operator names it in the limiter's keys.
 const (
-	demoNamespace  = "default"
-	demoDeployment = "summarizer-workers"
-	demoWorkload   = demoNamespace + "/summarizer"
-	demoModel      = "claude-sonnet-4-5"
+	demoNamespace    = "default"
+	demoDeployment   = "summarizer-workers"
+	demoWorkload     = demoNamespace + "/summarizer"
+	demoOrganization = "acme-prod"
+	demoModel        = "claude-sonnet-4-5"
+	// demoStartDelay is how long a summarizer pod takes to become Ready.
+	demoStartDelay = 5 * time.Second
+	// demoMaxPods is the sample's replicas.max; every pod holds a Redis connection.
+	demoMaxPods = 50
 )
 
 // demoTraffic stands in for what a cluster would run for the summarizer sample, since the
 // local control plane has no kubelet: the Messages API (the mock, with tier-2 limits and a
 // latency of about 2 s per request, so one worker does about the declared 30 per minute),
-// the workers' sidecar proxy, and one worker goroutine per replica of the summarizer
-// Deployment. Each worker moves a job from the list to the processing list (the reliable
-// queue pattern the sample declares), calls the API through the proxy with the official
-// SDK, and acknowledges the job. The operator then sees real usage, 429s and upstream
-// headroom, and the Deployment's replicas it sets decide how many workers run.
+// and the pods of the summarizer Deployment, played by internal/standin. There is one pod
+// per replica; it is Ready 5 s after it is created, and has its own sidecar proxy (in this
+// process) that draws from the organization's shared limiter under the pod's name. Each
+// Ready pod's worker moves a job from the list to the processing list (the reliable queue
+// pattern the sample declares), calls the API through its proxy with the official SDK, and
+// acknowledges the job. The operator then sees the ready replicas in the Deployment's
+// status, real per-pod usage, 429s and upstream headroom.
 type demoTraffic struct {
-	mockURL, proxyURL string
-	servers           []*http.Server
-	stop              context.CancelFunc
-	wg                sync.WaitGroup
+	mockURL string
+	server  *http.Server
+	rdb     *redis.Client
+	fleet   *standin.Fleet
 }
 
-func startDemoTraffic(ctx context.Context, kube client.Client, rdb *redis.Client) (*demoTraffic, error) {
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+// startDemoTraffic starts the mock and the summarizer's pods; log receives the pods'
+// lifecycle as JSON lines.
+func startDemoTraffic(ctx context.Context, kube client.Client, rdb *redis.Client, log io.Writer) (*demoTraffic, error) {
 	mock, err := mockapi.New(mockapi.Config{
 		Tier: "tier-2",
 		Latency: mockapi.Latency{
@@ -64,33 +65,27 @@ func startDemoTraffic(ctx context.Context, kube client.Client, rdb *redis.Client
 	if d.mockURL, err = d.serve(mock); err != nil {
 		return nil, err
 	}
-	limiter, err := proxy.NewRedisLimiter(rdb, ratelimit.Options{
-		Pool:     ratelimit.PoolKey{Organization: "acme-prod"},
-		Workload: demoWorkload,
-		Pod:      "dev-workers",
+	// The pods' own client: each Ready pod keeps a connection blocked in BLMOVE.
+	opts := *rdb.Options()
+	opts.PoolSize = demoMaxPods + 20
+	d.rdb = redis.NewClient(&opts)
+	d.fleet, err = standin.Start(ctx, standin.Config{
+		Client:     kube,
+		Namespace:  demoNamespace,
+		Deployment: demoDeployment,
+		Redis:      d.rdb,
+		Sidecar:    standin.InProcessProxy(d.rdb, d.mockURL, demoOrganization, demoWorkload, 5*time.Second),
+		StartDelay: demoStartDelay,
+		// The sample declares 1,200-token prompts with 60% cache hits; these calls use no
+		// cache, so they send the uncached 40%.
+		Request: standin.Request{Model: demoModel, MaxTokens: 300, InputTokens: 480},
+		APIKey:  "dev-key",
+		Logger:  slog.New(slog.NewJSONHandler(log, nil)).With("logger", "standin"),
 	})
 	if err != nil {
 		d.close()
-		return nil, err
+		return nil, fmt.Errorf("starting the summarizer's pods: %w", err)
 	}
-	px, err := proxy.New(proxy.Config{Upstream: d.mockURL, MaxWait: 5 * time.Second, Logger: quiet}, limiter)
-	if err != nil {
-		d.close()
-		return nil, err
-	}
-	if d.proxyURL, err = d.serve(px.Handler()); err != nil {
-		d.close()
-		return nil, err
-	}
-
-	ctx, d.stop = context.WithCancel(ctx)
-	sdk := anthropic.NewClient(option.WithoutEnvironmentDefaults(), option.WithBaseURL(d.proxyURL),
-		option.WithAPIKey("dev-key"), option.WithMaxRetries(0))
-	d.wg.Add(1)
-	go func() {
-		defer d.wg.Done()
-		d.superviseWorkers(ctx, kube, rdb, sdk)
-	}()
 	return d, nil
 }
 
@@ -100,89 +95,20 @@ func (d *demoTraffic) serve(h http.Handler) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	d.servers = append(d.servers, srv)
-	go func() { _ = srv.Serve(ln) }()
+	d.server = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = d.server.Serve(ln) }()
 	return "http://" + ln.Addr().String(), nil
 }
 
-// superviseWorkers keeps one worker goroutine per replica of the summarizer Deployment.
-func (d *demoTraffic) superviseWorkers(ctx context.Context, kube client.Client, rdb *redis.Client, sdk anthropic.Client) {
-	var workers []context.CancelFunc
-	var wg sync.WaitGroup
-	defer func() {
-		for _, cancel := range workers {
-			cancel()
-		}
-		wg.Wait()
-	}()
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for {
-		dep := &appsv1.Deployment{}
-		if err := kube.Get(ctx, client.ObjectKey{Namespace: demoNamespace, Name: demoDeployment}, dep); err == nil {
-			want := int(ptr.Deref(dep.Spec.Replicas, 1))
-			for len(workers) < want {
-				wctx, cancel := context.WithCancel(ctx)
-				workers = append(workers, cancel)
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					work(wctx, rdb, sdk)
-				}()
-			}
-			for len(workers) > want {
-				workers[len(workers)-1]()
-				workers = workers[:len(workers)-1]
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-	}
-}
-
-// work is one worker replica: take a job, call the API, acknowledge; a job whose call fails
-// goes back to the queue.
-func work(ctx context.Context, rdb *redis.Client, sdk anthropic.Client) {
-	for ctx.Err() == nil {
-		job, err := rdb.BLMove(ctx, "jobs", "jobs:processing", "LEFT", "RIGHT", time.Second).Result()
-		if err != nil {
-			if !errors.Is(err, redis.Nil) && ctx.Err() == nil {
-				sleep(ctx, time.Second)
-			}
-			continue
-		}
-		_, callErr := sdk.Messages.New(context.WithoutCancel(ctx), anthropic.MessageNewParams{
-			Model:     demoModel,
-			MaxTokens: 300,
-			Messages:  []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("Summarize " + job))},
-		})
-		ack := context.WithoutCancel(ctx)
-		if callErr != nil {
-			_ = rdb.RPush(ack, "jobs", job).Err() // back to the queue
-			sleep(ctx, time.Second)
-		}
-		_ = rdb.LRem(ack, "jobs:processing", 1, job).Err()
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	select {
-	case <-ctx.Done():
-	case <-time.After(d):
-	}
-}
-
-// close stops the workers and the servers.
+// close stops the pods (each finishes its call), then the mock.
 func (d *demoTraffic) close() {
-	if d.stop != nil {
-		d.stop()
+	if d.fleet != nil {
+		d.fleet.Stop()
 	}
-	d.wg.Wait()
-	for _, srv := range d.servers {
-		_ = srv.Close()
+	if d.rdb != nil {
+		_ = d.rdb.Close()
+	}
+	if d.server != nil {
+		_ = d.server.Close()
 	}
 }

@@ -1,0 +1,23 @@
+// Package standin plays the pods of one Deployment on a control plane that has no
+// kube-controller-manager and no kubelet (envtest's kube-apiserver and etcd, as `make dev`
+// and the closed-loop scenario lab use), so the operator sees what a cluster would show it.
+//
+// A [Fleet] follows the Deployment's spec.replicas. It creates pods with increasing names
+// (<deployment>-1, <deployment>-2, ...); each pod starts its own sidecar (normally a
+// claudecap proxy, see [InProcessProxy]) at once and is Starting for Config.StartDelay, then
+// Ready, and only a Ready pod's worker takes jobs. On scale-in the newest pods stop first,
+// Starting ones before Ready ones, as a ReplicaSet prefers to delete pods that are not ready.
+// A stopped pod is Terminating: it takes no new job, finishes the one in hand (the API call
+// and the acknowledgement) and exits; when Config.GracePeriod runs out first, its call is
+// cancelled and the job goes back to the queue, as after a SIGKILL a reliable queue would.
+//
+// The fleet writes the Deployment's status through the status subresource as the workload
+// controller would: replicas (pods not terminating), readyReplicas and availableReplicas
+// (Ready pods), so the operator can tell the workers it asked for from the workers that run.
+//
+// Each worker uses the reliable queue patterns the ClaudeCapacity queue signals assume: a
+// Redis list with a processing list (BLMOVE, then LREM to acknowledge) or a stream with a
+// consumer group (XREADGROUP, then XACK). A job whose call fails goes back to the queue in
+// one atomic step, so none is lost and none is acknowledged twice; [Fleet.Acked] is the
+// ground truth tests use to prove it.
+package standin
