@@ -54,12 +54,12 @@ const (
 type CapCut string
 
 const (
-	// CapCutNone: the cap follows the scale-down behavior.
+	// CapCutNone means the cap follows the scale-down behavior.
 	CapCutNone CapCut = ""
-	// CapCutUpstreamRefusals: the API itself answered 429 or 529 to this workload, so the
+	// CapCutUpstreamRefusals means the API itself answered 429 or 529 to this workload, so the
 	// fleet is past what the API gives and must shrink now.
 	CapCutUpstreamRefusals CapCut = "UpstreamRefusals"
-	// CapCutLimitLowered: the pool's declared limits or headroom went down.
+	// CapCutLimitLowered means the pool's declared limits or headroom went down.
 	CapCutLimitLowered CapCut = "LimitLowered"
 )
 
