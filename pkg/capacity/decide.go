@@ -61,6 +61,10 @@ const (
 	CapCutUpstreamRefusals CapCut = "UpstreamRefusals"
 	// CapCutLimitLowered means the pool's declared limits or headroom went down.
 	CapCutLimitLowered CapCut = "LimitLowered"
+	// CapCutPoolShare means other workloads of the pool claim their weighted shares: a
+	// member over its share would hold their budget for a whole scale-down window. Decide
+	// sets it itself when the pool share binds.
+	CapCutPoolShare CapCut = "PoolShare"
 )
 
 // restraintReasons maps what behavior did to the limitedBy value that names it.
@@ -148,7 +152,8 @@ func NewClaim(name string, weight int32, d Demand, minReplicas, maxReplicas int3
 //     arriving, and the scale-down window, replicas reach zero only after the queue has been
 //     idle for the whole window.
 //  4. Max holds at once, whatever behavior says: it is the user's bound. The cap holds at
-//     once only with a CapCut (the API refused calls, or the pool's limits were lowered);
+//     once only with a CapCut (the API refused calls, the pool's limits were lowered, or
+//     the pool share binds: siblings claim their budget);
 //     otherwise a falling cap is reached at the scale-down pace of step 2, while the
 //     shared limiter keeps the limits per call. In-flight work ends under the pods'
 //     normal graceful termination.
@@ -195,6 +200,9 @@ func Decide(in DecisionInput) (Decision, error) {
 	}
 
 	// 4. and 5. Ceilings, then the floor.
+	if in.CapCut == CapCutNone && in.Allocation.CapReason() == LimitedByPoolShare && capReplicas < current {
+		in.CapCut = CapCutPoolShare
+	}
 	ceiling := hi
 	if in.CapCut != CapCutNone {
 		ceiling = clampReplicas(capReplicas, lo, hi)
@@ -369,6 +377,8 @@ func (c CapCut) because() string {
 		return "the API answered this workload's calls with 429 or 529"
 	case CapCutLimitLowered:
 		return "the pool's limits or headroom were lowered"
+	case CapCutPoolShare:
+		return "other workloads of the pool claim their weighted shares"
 	default:
 		return string(c)
 	}

@@ -162,6 +162,15 @@ func TestDecide(t *testing.T) {
 				"cut to the cap at once, not at the scale-down pace, because the API answered this workload's calls with 429 or 529",
 		},
 		{
+			name: "a member over its pool share gives it back at once: its siblings claim it",
+			in: DecisionInput{CurrentReplicas: 4, MaxReplicas: 50, Behavior: DefaultBehavior(),
+				History: History{Recommendations: points(600, 4)},
+				Demand:  demandOf(t, 0, 0, 1500), Allocation: shareOf(t, tier2, "a", claim("a", 1, 50), claim("b", 3, 50))},
+			want: 2, wantLimitedBy: LimitedByPoolShare,
+			wantMessage: "capped at 2 replicas: pool share of output tokens 20,250 of 81,000 per minute at weight 1 of 4; the queue wants 50; " +
+				"cut to the cap at once, not at the scale-down pace, because other workloads of the pool claim their weighted shares",
+		},
+		{
 			name: "a lowered limit cuts at once too",
 			in: DecisionInput{CurrentReplicas: 12, MaxReplicas: 50, Behavior: DefaultBehavior(), CapCut: CapCutLimitLowered,
 				History: History{Recommendations: points(600, 12)},
@@ -326,7 +335,7 @@ func checkDecisionInvariants(t *testing.T, in DecisionInput, d Decision) {
 	// Never up past the cap; past it only on the way down at the behavior's pace, unless a
 	// CapCut makes the cap hold at once.
 	allowed := max(in.Allocation.CapReplicas, in.MinReplicas)
-	if in.CapCut == CapCutNone {
+	if in.CapCut == CapCutNone && in.Allocation.CapReason() != LimitedByPoolShare {
 		allowed = max(allowed, min(in.CurrentReplicas, in.MaxReplicas))
 	}
 	if d.DesiredReplicas > allowed {
@@ -337,7 +346,7 @@ func checkDecisionInvariants(t *testing.T, in DecisionInput, d Decision) {
 		t.Fatalf("desired %d above cap %d, but the decision does not say so", d.DesiredReplicas, in.Allocation.CapReplicas)
 	}
 	ceiling := in.MaxReplicas
-	if in.CapCut != CapCutNone {
+	if in.CapCut != CapCutNone || in.Allocation.CapReason() == LimitedByPoolShare {
 		ceiling = clampReplicas(in.Allocation.CapReplicas, in.MinReplicas, in.MaxReplicas)
 	}
 	if in.Demand.InFlight > 0 && d.DesiredReplicas < in.CurrentReplicas && d.DesiredReplicas < ceiling {
