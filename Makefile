@@ -75,6 +75,13 @@ bench: envtest redis ## Run the benchmarks; each prints ratios against a baselin
 	go test -run '^$$' -bench . ./pkg/...
 	go test -run '^$$' -bench . -benchtime 1x -timeout 15m ./hack/bench/controller/
 
+# SCENARIOS picks scenarios of bench-scenarios (comma-separated, e.g. SCENARIOS=a,g); empty runs all.
+SCENARIOS ?=
+
+.PHONY: bench-scenarios
+bench-scenarios: envtest redis ## Run the closed-loop scenario lab (about 15 min; SCENARIOS=a,g picks some); report in bin/scenarios/.
+	CLAUDECAP_SCENARIOS=1 go test -count=1 -v -run '^TestScenarios$$' -timeout 40m ./hack/bench/closedloop/ -args -scenario '$(SCENARIOS)'
+
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME (default 20s) each.
 	@for pkg in $$(go list ./pkg/...); do \
