@@ -72,6 +72,8 @@ type scope struct {
 	sample         *capacity.QueueSample
 	arrivals       capacity.ArrivalEstimate
 	signalsMissing bool
+	// draining is how long the queue has had a backlog without a break.
+	draining time.Duration
 
 	// limiter is what the shared limiters last observed (nil without a limiter); shares is
 	// the split of the pool's budget decide computed.

@@ -135,7 +135,7 @@ func (s *scope) demandInput(mu float64) capacity.DemandInput {
 		in.Arrivals = capacity.ArrivalEstimate{PerMinute: declared, LastArrivals: max(1, int64(declared))}
 		return in
 	}
-	in.Backlog, in.InFlight, in.Arrivals = s.sample.Backlog, s.sample.InFlight, s.arrivals
+	in.Backlog, in.InFlight, in.Arrivals, in.Draining = s.sample.Backlog, s.sample.InFlight, s.arrivals, s.draining
 	return in
 }
 

@@ -57,10 +57,12 @@ func TestTargetDeletedAndRecreated(t *testing.T) {
 		g.Expect(found.Reason).To(Equal(ReasonTargetNotFound))
 	}, eventually).Should(Succeed())
 
-	// Recreated with one replica, it is sized to the queue again.
+	// Recreated with one replica, it is sized to the queue again: at least the 11 of the
+	// first poll (the backlog has not drained, so its drain deadline asks for more since).
 	g.Expect(k8sClient.Create(ctx, newDeployment(ns, "workers", 1))).To(Succeed())
 	g.Eventually(func(g Gomega) {
-		g.Expect(specReplicas(g, ns, "workers")).To(Equal(int32(11)))
+		g.Expect(specReplicas(g, ns, "workers")).To(BeNumerically(">=", 11))
+		g.Expect(specReplicas(g, ns, "workers")).To(Equal(getCC(g, cc).Status.DesiredReplicas))
 		g.Expect(meta.IsStatusConditionTrue(getCC(g, cc).Status.Conditions, capacityv1alpha1.ConditionTargetFound)).To(BeTrue())
 	}, eventually).Should(Succeed())
 }
@@ -151,10 +153,11 @@ func TestDecisionsWaitForAFreshPoll(t *testing.T) {
 	g.Consistently(func(g Gomega) { g.Expect(specReplicas(g, ns, "workers")).To(Equal(int32(11))) }, "4s").Should(Succeed())
 	g.Expect(time.Since(polled)).To(BeNumerically("<", 25*time.Second), "the test must act before the next poll")
 
-	// A spec change is decided at once, on a fresh sample.
+	// A spec change is decided at once, on a fresh sample: 1,200 queued need at least 21
+	// (more as the backlog's drain deadline nears).
 	updateCC(g, cc, func(cc *capacityv1alpha1.ClaudeCapacity) { cc.Spec.Weight = 2 })
 	g.Eventually(func(g Gomega) {
 		got := getCC(g, cc)
-		g.Expect(specReplicas(g, ns, "workers")).To(Equal(int32(21)), "status: %+v", got.Status)
+		g.Expect(specReplicas(g, ns, "workers")).To(BeNumerically(">=", 21), "status: %+v", got.Status)
 	}, "5s").Should(Succeed())
 }

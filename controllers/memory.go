@@ -43,6 +43,8 @@ type workloadMemory struct {
 	limiterConn      signals.Connection
 	lastLimiterError string
 	publishedAt      time.Time
+	// backlogSince is when the queue's current backlog appeared (zero while it is empty).
+	backlogSince time.Time
 	// throughput measures per-replica throughput from lastPoll to each new poll.
 	throughput *capacity.ThroughputEstimator
 	lastPoll   pollPoint

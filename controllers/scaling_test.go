@@ -177,7 +177,8 @@ func TestLowLimitsCapReplicasAndNameTheDimension(t *testing.T) {
 			g.Eventually(func(g Gomega) {
 				g.Expect(specReplicas(g, ns, "workers")).To(Equal(int32(3)))
 				got := getCC(g, cc)
-				g.Expect(got.Status.DemandReplicas).To(Equal(int32(11)))
+				// 11 for 600 queued at first, more as the undrained backlog nears its deadline.
+				g.Expect(got.Status.DemandReplicas).To(BeNumerically(">=", 11))
 				g.Expect(*got.Status.CapReplicas).To(Equal(int32(3)))
 				g.Expect(got.Status.LimitedBy).To(Equal(tc.dimension))
 				limited := conditionOf(g, got, capacityv1alpha1.ConditionScalingLimited)
@@ -326,9 +327,13 @@ func TestPauseAnnotations(t *testing.T) {
 	g.Eventually(func(g Gomega) { g.Expect(specReplicas(g, ns, "workers")).To(Equal(int32(4))) }, eventually).Should(Succeed())
 	g.Consistently(func(g Gomega) { g.Expect(specReplicas(g, ns, "workers")).To(Equal(int32(4))) }, "3s").Should(Succeed())
 
-	// Unpaused, it follows the queue again.
+	// Unpaused, it follows the queue again (11 for 600 queued at first, more as the
+	// undrained backlog nears its deadline).
 	updateCC(g, cc, func(cc *capacityv1alpha1.ClaudeCapacity) { cc.Annotations = nil })
-	g.Eventually(func(g Gomega) { g.Expect(specReplicas(g, ns, "workers")).To(Equal(int32(11))) }, eventually).Should(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(specReplicas(g, ns, "workers")).To(BeNumerically(">=", 11))
+		g.Expect(specReplicas(g, ns, "workers")).To(Equal(getCC(g, cc).Status.DesiredReplicas))
+	}, eventually).Should(Succeed())
 }
 
 func TestScaleDownWaitsForInFlightWork(t *testing.T) {

@@ -214,6 +214,11 @@ type DemandInput struct {
 	ThroughputPerReplica float64
 	// DrainTime is how fast a backlog should be worked off (spec.queue.targetDrainSeconds).
 	DrainTime time.Duration
+	// Draining is how long the queue has had a backlog without a break. The backlog is to
+	// be gone DrainTime after it appeared, so the time left shrinks as it drains (never
+	// below a quarter of DrainTime); otherwise required throughput would fall with the
+	// backlog and the drain would only ever approach zero.
+	Draining time.Duration
 }
 
 // Demand is how many replicas the queue needs, and why.
@@ -230,13 +235,16 @@ type Demand struct {
 	Backlog, InFlight    int64
 	ArrivalsPerMinute    float64
 	ThroughputPerReplica float64
-	DrainTime            time.Duration
+	// DrainTime is the drain time left for the current backlog.
+	DrainTime time.Duration
 }
 
 // ComputeDemand returns the replicas the queue needs:
 //
-//	required = arrivals per minute + backlog / drain minutes
+//	required = arrivals per minute + backlog / drain minutes left
 //	demand   = ceil(required / mu)
+//
+// where drain minutes left = max(DrainTime − Draining, DrainTime / 4).
 //
 // An idle queue needs 0 (Decide then clamps to min replicas); a queue with anything in it,
 // in flight or arriving needs at least 1.
@@ -247,9 +255,10 @@ func ComputeDemand(in DemandInput) (Demand, error) {
 	if !positiveFinite(in.ThroughputPerReplica) {
 		return Demand{}, fmt.Errorf("throughput per replica %v is not a positive number", in.ThroughputPerReplica)
 	}
-	if in.DrainTime <= 0 {
-		return Demand{}, fmt.Errorf("drain time %v is not positive", in.DrainTime)
+	if in.DrainTime <= 0 || in.Draining < 0 {
+		return Demand{}, fmt.Errorf("drain time %v is not positive (or draining %v is negative)", in.DrainTime, in.Draining)
 	}
+	left := max(in.DrainTime-in.Draining, in.DrainTime/4)
 	rate := in.Arrivals.PerMinute
 	if math.IsNaN(rate) || rate < 0 || math.IsInf(rate, 1) {
 		return Demand{}, fmt.Errorf("arrival rate %v per minute is not a finite non-negative number", rate)
@@ -259,8 +268,8 @@ func ComputeDemand(in DemandInput) (Demand, error) {
 		InFlight:             in.InFlight,
 		ArrivalsPerMinute:    rate,
 		ThroughputPerReplica: in.ThroughputPerReplica,
-		DrainTime:            in.DrainTime,
-		RequiredPerMinute:    rate + float64(in.Backlog)/in.DrainTime.Minutes(),
+		DrainTime:            left,
+		RequiredPerMinute:    rate + float64(in.Backlog)/left.Minutes(),
 		Idle:                 in.Backlog == 0 && in.InFlight == 0 && in.Arrivals.LastArrivals == 0,
 	}
 	if d.Idle {

@@ -263,3 +263,37 @@ func TestComputeDemand(t *testing.T) {
 		})
 	}
 }
+
+// TestBacklogDrainsByItsDeadline: a backlog is to be gone drainTime after it appeared, so
+// the time left shrinks as it drains (never below a quarter of drainTime). Without that,
+// backlog / drainTime falls with the backlog and a drain only ever approaches zero: the
+// scenario lab measured a 60 s target taking 78 s.
+func TestBacklogDrainsByItsDeadline(t *testing.T) {
+	tests := []struct {
+		draining time.Duration
+		left     time.Duration
+	}{
+		{0, 2 * time.Minute},                  // 300 queued over 2 min at 30/min per replica: 5
+		{time.Minute, time.Minute},            // half the time is gone: twice the pace, 10
+		{45 * time.Second, 75 * time.Second},  // 240/min: 8
+		{90 * time.Second, 30 * time.Second},  // exactly at the floor: 20
+		{119 * time.Second, 30 * time.Second}, // the floor holds near the deadline
+		{10 * time.Minute, 30 * time.Second},  // and past it
+	}
+	for _, tt := range tests {
+		d, err := ComputeDemand(DemandInput{Backlog: 300, Arrivals: ArrivalEstimate{LastArrivals: 1}, ThroughputPerReplica: 30,
+			DrainTime: 2 * time.Minute, Draining: tt.draining})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.DrainTime != tt.left {
+			t.Errorf("draining %v: %v left, want %v", tt.draining, d.DrainTime, tt.left)
+		}
+		if want := ceilReplicas(300 / tt.left.Minutes() / 30); d.Replicas != want {
+			t.Errorf("draining %v: demand %d, want %d", tt.draining, d.Replicas, want)
+		}
+	}
+	if _, err := ComputeDemand(DemandInput{ThroughputPerReplica: 30, DrainTime: time.Minute, Draining: -time.Second}); err == nil {
+		t.Error("a negative draining time was accepted")
+	}
+}
