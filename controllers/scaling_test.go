@@ -141,8 +141,9 @@ func TestQueueKnownBeforehandScalesToExactDemand(t *testing.T) {
 	srv := redistest.Start(t)
 	ns := newNamespace(t)
 	// The first poll is the estimator's baseline, so arrivals stay at the declared
-	// 30/min: 600/120 s = 300/min plus 30/min is 330/min, 11 replicas of 30/min.
-	cc := backlogged(g, srv, ns, "exact", nil)
+	// 30/min: 600/120 s = 300/min plus 30/min is 330/min, 11 replicas of 30/min. One poll
+	// decides: later ones would see the undrained backlog nearer its drain deadline.
+	cc := backlogged(g, srv, ns, "exact", func(cc *capacityv1alpha1.ClaudeCapacity) { cc.Spec.PollIntervalSeconds = 60 })
 	g.Eventually(func(g Gomega) {
 		g.Expect(specReplicas(g, ns, "workers")).To(Equal(int32(11)))
 		got := getCC(g, cc)
