@@ -3,8 +3,9 @@ package loadtest
 import (
 	"fmt"
 	"math"
-	"strconv"
 	"strings"
+
+	"github.com/claudecap/claudecap/internal/svgchart"
 )
 
 // Chart geometry, in SVG user units. The width is the report page's
@@ -152,11 +153,11 @@ const isolatedHalfWidth = 3
 func (a axes) points(seg []dataPoint) string {
 	if len(seg) == 1 {
 		x, y := a.x(seg[0].x), a.y(seg[0].y)
-		return point(x-isolatedHalfWidth, y) + " " + point(x+isolatedHalfWidth, y)
+		return svgchart.Point(x-isolatedHalfWidth, y) + " " + svgchart.Point(x+isolatedHalfWidth, y)
 	}
 	pts := make([]string, 0, len(seg))
 	for _, p := range seg {
-		pts = append(pts, point(a.x(p.x), a.y(p.y)))
+		pts = append(pts, svgchart.Point(a.x(p.x), a.y(p.y)))
 	}
 	return strings.Join(pts, " ")
 }
@@ -188,9 +189,9 @@ func stackedBarChart(id, title, yLabel string, starts, widths []float64, xMax fl
 			}
 			top := a.y(base + v)
 			c.Bars = append(c.Bars, bar{
-				X: round1(x0), Y: round1(top), W: round1(w), H: round1(a.y(base) - top),
+				X: svgchart.Round1(x0), Y: svgchart.Round1(top), W: svgchart.Round1(w), H: svgchart.Round1(a.y(base) - top),
 				Color: s.color,
-				Title: fmt.Sprintf("%s at %.0fs: %s", s.name, starts[i], humanNumber(v)),
+				Title: fmt.Sprintf("%s at %.0fs: %s", s.name, starts[i], svgchart.HumanNumber(v)),
 			})
 			base += v
 		}
@@ -203,15 +204,15 @@ func stackedBarChart(id, title, yLabel string, starts, widths []float64, xMax fl
 
 // setAxes picks round tick steps and returns the mapping.
 func (c *chart) setAxes(xMax, yMax float64) axes {
-	yStep := niceStep(yMax / 4)
+	yStep := svgchart.NiceStep(yMax / 4)
 	yTop := math.Ceil(yMax*1.05/yStep) * yStep
 	a := axes{xMax: xMax, yMax: yTop}
 	for v := 0.0; v <= yTop+yStep/2; v += yStep {
-		c.YTicks = append(c.YTicks, tick{Pos: round1(a.y(v)), Label: humanNumber(v)})
+		c.YTicks = append(c.YTicks, tick{Pos: svgchart.Round1(a.y(v)), Label: svgchart.HumanNumber(v)})
 	}
-	xStep := niceStep(xMax / 6)
+	xStep := svgchart.NiceStep(xMax / 6)
 	for v := 0.0; v <= xMax+xStep/100; v += xStep {
-		c.XTicks = append(c.XTicks, tick{Pos: round1(a.x(v)), Label: humanNumber(v) + "s"})
+		c.XTicks = append(c.XTicks, tick{Pos: svgchart.Round1(a.x(v)), Label: svgchart.HumanNumber(v) + "s"})
 	}
 	return a
 }
@@ -240,45 +241,4 @@ func (c *chart) addLegend(name, color string) {
 // legendWidth estimates the width of one legend item without its spacing.
 func legendWidth(name string) float64 {
 	return legendSwatch + legendCharWidth*float64(len([]rune(name)))
-}
-
-// niceStep rounds raw up to 1, 2 or 5 times a power of ten.
-func niceStep(raw float64) float64 {
-	if raw <= 0 || math.IsNaN(raw) || math.IsInf(raw, 0) {
-		return 1
-	}
-	mag := math.Pow(10, math.Floor(math.Log10(raw)))
-	switch f := raw / mag; {
-	case f <= 1:
-		return mag
-	case f <= 2:
-		return 2 * mag
-	case f <= 5:
-		return 5 * mag
-	default:
-		return 10 * mag
-	}
-}
-
-// humanNumber prints 1500 as 1.5k and 2000000 as 2M.
-func humanNumber(v float64) string {
-	abs := math.Abs(v)
-	switch {
-	case abs >= 1e6:
-		return trimFloat(v/1e6) + "M"
-	case abs >= 1e3:
-		return trimFloat(v/1e3) + "k"
-	default:
-		return trimFloat(v)
-	}
-}
-
-func trimFloat(v float64) string {
-	return strconv.FormatFloat(math.Round(v*100)/100, 'f', -1, 64)
-}
-
-func round1(v float64) float64 { return math.Round(v*10) / 10 }
-
-func point(x, y float64) string {
-	return strconv.FormatFloat(round1(x), 'f', -1, 64) + "," + strconv.FormatFloat(round1(y), 'f', -1, 64)
 }

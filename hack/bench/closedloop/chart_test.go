@@ -3,8 +3,9 @@ package closedloop
 import (
 	"fmt"
 	"math"
-	"strconv"
 	"strings"
+
+	"github.com/claudecap/claudecap/internal/svgchart"
 )
 
 // One SVG per scenario, three panels over a shared time axis: replicas, queue, and the
@@ -187,9 +188,9 @@ func chartFor(r *runRecord) *scenarioChart {
 	}
 	c.Bottom = c.Panels[len(c.Panels)-1].Bottom
 	c.Height = int(c.Bottom) + xLabelHeight
-	xStep := niceStep(xMax / 8)
+	xStep := svgchart.NiceStep(xMax / 8)
 	for v := 0.0; v <= xMax+xStep/100; v += xStep {
-		c.XTicks = append(c.XTicks, tick{Pos: round1(xPos(v, xMax)), Label: humanNumber(v) + "s"})
+		c.XTicks = append(c.XTicks, tick{Pos: svgchart.Round1(xPos(v, xMax)), Label: svgchart.HumanNumber(v) + "s"})
 	}
 	first := c.Panels[0]
 	for i, m := range r.Marks {
@@ -197,13 +198,13 @@ func chartFor(r *runRecord) *scenarioChart {
 			continue
 		}
 		// Alternate label rows so marks close in time stay readable.
-		c.Marks = append(c.Marks, markLine{X: round1(xPos(m.T, xMax)), Label: m.Label, LabelY: first.Top + 10 + float64(i%2)*12})
+		c.Marks = append(c.Marks, markLine{X: svgchart.Round1(xPos(m.T, xMax)), Label: m.Label, LabelY: first.Top + 10 + float64(i%2)*12})
 	}
 	for _, e := range r.Events {
 		if e.Reason != "Scaled" || e.T < 0 || e.T > xMax {
 			continue
 		}
-		c.Scaled = append(c.Scaled, scaledDot{X: round1(xPos(e.T, xMax)), Y: first.Bottom - 3,
+		c.Scaled = append(c.Scaled, scaledDot{X: svgchart.Round1(xPos(e.T, xMax)), Y: first.Bottom - 3,
 			Title: fmt.Sprintf("%.1fs %s", e.T, e.Message)})
 	}
 	return c
@@ -245,10 +246,10 @@ func newPanel(label string, top float64, xs []float64, xMax float64, lines []lin
 	if p.yMax <= 0 {
 		p.yMax = 1
 	}
-	yStep := niceStep(p.yMax / 3)
+	yStep := svgchart.NiceStep(p.yMax / 3)
 	p.yMax = math.Ceil(p.yMax*1.05/yStep) * yStep
 	for v := 0.0; v <= p.yMax+yStep/2; v += yStep {
-		p.YTicks = append(p.YTicks, tick{Pos: round1(p.y(v)), Label: humanNumber(v)})
+		p.YTicks = append(p.YTicks, tick{Pos: svgchart.Round1(p.y(v)), Label: svgchart.HumanNumber(v)})
 	}
 	x := float64(plotLeft)
 	for _, l := range lines {
@@ -295,13 +296,13 @@ func (p *panel) points(seg []dataPoint, xMax float64, step bool) string {
 	pts := make([]string, 0, 2*len(seg))
 	for i, d := range seg {
 		if step && i > 0 {
-			pts = append(pts, point(xPos(d.x, xMax), p.y(seg[i-1].y)))
+			pts = append(pts, svgchart.Point(xPos(d.x, xMax), p.y(seg[i-1].y)))
 		}
-		pts = append(pts, point(xPos(d.x, xMax), p.y(d.y)))
+		pts = append(pts, svgchart.Point(xPos(d.x, xMax), p.y(d.y)))
 	}
 	if len(seg) == 1 {
 		x, y := xPos(seg[0].x, xMax), p.y(seg[0].y)
-		return point(x-3, y) + " " + point(x+3, y)
+		return svgchart.Point(x-3, y) + " " + svgchart.Point(x+3, y)
 	}
 	return strings.Join(pts, " ")
 }
@@ -312,44 +313,3 @@ const (
 	legendSpacing   = 20
 	legendCharWidth = 6.5
 )
-
-// niceStep rounds raw up to 1, 2 or 5 times a power of ten.
-func niceStep(raw float64) float64 {
-	if raw <= 0 || math.IsNaN(raw) || math.IsInf(raw, 0) {
-		return 1
-	}
-	mag := math.Pow(10, math.Floor(math.Log10(raw)))
-	switch f := raw / mag; {
-	case f <= 1:
-		return mag
-	case f <= 2:
-		return 2 * mag
-	case f <= 5:
-		return 5 * mag
-	default:
-		return 10 * mag
-	}
-}
-
-// humanNumber prints 1500 as 1.5k and 2000000 as 2M.
-func humanNumber(v float64) string {
-	abs := math.Abs(v)
-	switch {
-	case abs >= 1e6:
-		return trimFloat(v/1e6) + "M"
-	case abs >= 1e3:
-		return trimFloat(v/1e3) + "k"
-	default:
-		return trimFloat(v)
-	}
-}
-
-func trimFloat(v float64) string {
-	return strconv.FormatFloat(math.Round(v*100)/100, 'f', -1, 64)
-}
-
-func round1(v float64) float64 { return math.Round(v*10) / 10 }
-
-func point(x, y float64) string {
-	return strconv.FormatFloat(round1(x), 'f', -1, 64) + "," + strconv.FormatFloat(round1(y), 'f', -1, 64)
-}

@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/claudecap/claudecap/internal/svgchart"
 )
 
 //go:embed report.html.tmpl
@@ -92,7 +94,7 @@ func rowFor(r *runRecord) tableRow {
 	}
 	add(judged(m.Upstream429s == 0, fmt.Sprintf("%d", m.Upstream429s)))
 	d := r.World.Binding
-	add(cell{Text: fmt.Sprintf("%.2fx (%s)", m.PeakOverLimit[d], humanNumber(float64(m.Peak[d])))})
+	add(cell{Text: fmt.Sprintf("%.2fx (%s)", m.PeakOverLimit[d], svgchart.HumanNumber(float64(m.Peak[d])))})
 	if m.ShareFirst != nil {
 		diff := math.Abs(*m.ShareFirst - *m.WantedShareFirst)
 		add(judged(diff <= targetSplit, fmt.Sprintf("%.0f%% : %.0f%% (want %.0f%% : %.0f%%)",
@@ -140,7 +142,7 @@ func notes(r *runRecord) []string {
 		d := r.World.Binding
 		left := r.World.Budget[d] - *m.ExternalPerMinute
 		out = append(out, fmt.Sprintf("with the external client: pool %s/min against %s left to it (%.0f%%), pool + external %.2fx the limit",
-			humanNumber(*m.PoolPerMinute), humanNumber(left), *m.PoolPerMinute/left*100,
+			svgchart.HumanNumber(*m.PoolPerMinute), svgchart.HumanNumber(left), *m.PoolPerMinute/left*100,
 			(*m.PoolPerMinute+*m.ExternalPerMinute)/r.World.Limits[d]))
 	}
 	if m.BackloggedPerMinute != nil && m.UtilizationSeconds >= minUtilizationSeconds {

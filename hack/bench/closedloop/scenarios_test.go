@@ -3,6 +3,8 @@ package closedloop
 import (
 	"math"
 	"time"
+
+	"github.com/claudecap/claudecap/internal/svgchart"
 )
 
 // The lab's world, chosen so that one scenario fits in about a minute and a half: calls of
@@ -222,5 +224,5 @@ func scenarios() []*scenario {
 }
 
 func percent(f float64) string {
-	return trimFloat(f*100) + "%"
+	return svgchart.TrimFloat(f*100) + "%"
 }
