@@ -43,40 +43,47 @@ func (r *ClaudeCapacityReconciler) pollDue(cc *capacityv1alpha1.ClaudeCapacity, 
 	return false, interval - since
 }
 
-// readCounters reads this workload's cumulative limiter counters; ok is false without a
-// limiter or when the read fails (the estimators then treat the interval as unmeasured:
-// counters are a refinement, never a reason to hold replicas).
-func (r *ClaudeCapacityReconciler) readCounters(ctx context.Context, s *scope, w *workloadMemory) (ratelimit.Counters, bool) {
+// readCounters reads this workload's cumulative limiter counters. Without a limiter, or
+// when the read fails, they come back unknown and the estimators treat the interval as
+// unmeasured: counters are a refinement, never a reason to hold replicas.
+func (r *ClaudeCapacityReconciler) readCounters(ctx context.Context, s *scope, w *workloadMemory) ratelimit.Counters {
 	conn := limiterConnection(s.cc)
 	if conn == nil || s.model.Class == "" {
-		return ratelimit.Counters{}, false
+		return ratelimit.Counters{}
 	}
 	rdb, err := r.limiterClient(ctx, s.cc, w, conn)
 	if err != nil {
-		return ratelimit.Counters{}, false
+		return ratelimit.Counters{}
 	}
 	ctx, cancel := context.WithTimeout(ctx, signals.DefaultTimeout)
 	defer cancel()
 	c, err := ratelimit.ReadCounters(ctx, rdb, poolKey(s), workloadName(s.cc))
 	if err != nil {
-		return ratelimit.Counters{}, false
+		return ratelimit.Counters{}
 	}
-	return c, true
+	return c
 }
 
-// observeWork folds this poll into the arrival and throughput estimators. sample is the
+// observeWork folds this poll into the arrival and throughput estimators and the age of
+// the backlog (for its drain deadline). sample is the
 // queue as just read; its Completed is filled from the limiter's settled requests when the
 // queue itself keeps no completion count (a list).
 func (r *ClaudeCapacityReconciler) observeWork(ctx context.Context, s *scope, w *workloadMemory, sample *capacity.QueueSample) error {
-	counters, ok := r.readCounters(ctx, s, w)
-	if !ok {
-		counters = ratelimit.Counters{}
-	}
+	counters := r.readCounters(ctx, s, w)
 	if !sample.CompletedKnown && counters.Known {
 		sample.Completed, sample.CompletedKnown = counters.Requests, true
 	}
 	if err := w.estimator.Observe(*sample); err != nil {
 		return err
+	}
+	switch {
+	case sample.Backlog == 0:
+		w.backlogSince = time.Time{}
+	case w.backlogSince.IsZero():
+		w.backlogSince = sample.Time
+	}
+	if !w.backlogSince.IsZero() {
+		s.draining = max(sample.Time.Sub(w.backlogSince), 0)
 	}
 	if w.throughput == nil {
 		var err error

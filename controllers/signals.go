@@ -75,15 +75,6 @@ func (r *ClaudeCapacityReconciler) readSignals(ctx context.Context, s *scope) (c
 		return ctrl.Result{}, fmt.Errorf("folding the queue sample into the estimates: %w", err)
 	}
 	s.sample, s.arrivals = &sample.QueueSample, w.estimator.Estimate()
-	switch {
-	case sample.Backlog == 0:
-		w.backlogSince = time.Time{}
-	case w.backlogSince.IsZero():
-		w.backlogSince = sample.Time
-	}
-	if !w.backlogSince.IsZero() {
-		s.draining = max(sample.Time.Sub(w.backlogSince), 0)
-	}
 
 	polled := metav1.NewTime(sample.Time)
 	cc.Status.Queue = &capacityv1alpha1.QueueStatus{
