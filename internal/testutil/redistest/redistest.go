@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -224,7 +225,7 @@ func (s *Server) launch() error {
 	s.cmd, s.exited, s.log = cmd, exited, log
 	s.mu.Unlock()
 
-	if err := waitForPing(s.Addr(), exited); err != nil {
+	if err := waitForPing(s.Addr(), cmd.Process.Pid, exited); err != nil {
 		s.Stop()
 		return fmt.Errorf("%w; server output:\n%s", err, log.String())
 	}
@@ -258,7 +259,10 @@ func (s *Server) cleanup() {
 	}
 }
 
-func waitForPing(addr string, exited <-chan struct{}) error {
+// waitForPing waits until the server at addr answers PING and is the process pid. A
+// server of another test binary that holds the port answers PING too, while ours exits
+// on a failed bind: without the pid check the test would share that server's keys.
+func waitForPing(addr string, pid int, exited <-chan struct{}) error {
 	c := redis.NewClient(&redis.Options{
 		Addr:        addr,
 		DialTimeout: 200 * time.Millisecond,
@@ -275,9 +279,13 @@ func waitForPing(addr string, exited <-chan struct{}) error {
 		default:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-		lastErr = c.Ping(ctx).Err()
+		var info string
+		info, lastErr = c.Info(ctx, "server").Result()
 		cancel()
 		if lastErr == nil {
+			if !strings.Contains(info, "process_id:"+strconv.Itoa(pid)+"\r\n") {
+				return fmt.Errorf("%s is held by another redis-server", addr)
+			}
 			return nil
 		}
 		time.Sleep(20 * time.Millisecond)
