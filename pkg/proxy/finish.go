@@ -15,13 +15,23 @@ import (
 // h is the upstream response's header (nil when none came); it is only read.
 func (p *Proxy) finish(c *call, o outcome, h http.Header) {
 	s := decideSettlement(c.cost, o)
+	var u ratelimit.Upstream
+	var parseErr error
+	if h != nil {
+		u, parseErr = ratelimit.ParseUpstreamHeaders(h, o.Status)
+		if s.Kind == settleActual && upstreamKnown(u) {
+			// The API reported its buckets as it admitted the call, about when it
+			// was sent: the settlement pulls the pool down to them.
+			s.Actual.Upstream, s.Actual.UpstreamAge = &u, time.Since(c.start.Add(c.waited))
+		}
+	}
 	defer p.work.done() // The hold taken at admission.
 	p.work.run(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), p.cfg.SettleTimeout)
 		defer cancel()
 		p.settle(ctx, c, s)
 		if h != nil {
-			p.publishUpstream(ctx, c.class, o.Status, h)
+			p.publishUpstream(ctx, c.class, u, parseErr)
 		}
 		if p.log.Enabled(ctx, slog.LevelDebug) {
 			p.log.Debug("call finished", "class", c.class, "status", o.Status, "request_id", h.Get("Request-Id"),
@@ -59,10 +69,17 @@ func (p *Proxy) settle(ctx context.Context, c *call, s settlement) {
 	p.metrics.settlements.WithLabelValues(c.class, result).Inc()
 }
 
+// upstreamKnown reports whether a response carried any rate-limit header.
+func upstreamKnown(u ratelimit.Upstream) bool {
+	return u.Requests.Known || u.Tokens.Known || u.InputTokens.Known || u.OutputTokens.Known
+}
+
 // publishUpstream counts upstream 429s and 529s for the workload and
-// publishes the anthropic-ratelimit-* headers to the pool state: always for
-// 429 and 529, else at most once per PublishInterval per class.
-func (p *Proxy) publishUpstream(ctx context.Context, class string, status int, h http.Header) {
+// publishes the anthropic-ratelimit-* headers (u, parsed with parseErr) to
+// the pool state: always for 429 and 529, else at most once per
+// PublishInterval per class.
+func (p *Proxy) publishUpstream(ctx context.Context, class string, u ratelimit.Upstream, parseErr error) {
+	status := u.Status
 	limited := status == http.StatusTooManyRequests || status == 529
 	if limited {
 		sample := ratelimit.UsageSample{RateLimited: 1}
@@ -73,12 +90,10 @@ func (p *Proxy) publishUpstream(ctx context.Context, class string, status int, h
 			p.log.Warn("recording an upstream error failed", "class", class, "status", status, "error", err)
 		}
 	}
-	u, err := ratelimit.ParseUpstreamHeaders(h, status)
-	if err != nil {
-		p.log.Warn("malformed upstream rate-limit headers", "class", class, "error", err)
+	if parseErr != nil {
+		p.log.Warn("malformed upstream rate-limit headers", "class", class, "error", parseErr)
 	}
-	known := u.Requests.Known || u.Tokens.Known || u.InputTokens.Known || u.OutputTokens.Known
-	if !known && !limited {
+	if !upstreamKnown(u) && !limited {
 		return
 	}
 	if !limited && !p.publish.due(class, time.Now()) {

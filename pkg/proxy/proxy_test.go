@@ -52,7 +52,7 @@ func TestForwardsAndSettlesFromUsage(t *testing.T) {
 	if len(s.reserved) != 1 || s.reserved[0] != wantCost || s.classes[0] != "sonnet-4" {
 		t.Errorf("reserved %v in %v, want %+v in sonnet-4", s.reserved, s.classes, wantCost)
 	}
-	if len(s.settled) != 1 || s.settled[0] != (ratelimit.Actual{InputTokens: 12, OutputTokens: 6}) {
+	if len(s.settled) != 1 || s.settled[0].InputTokens != 12 || s.settled[0].OutputTokens != 6 || s.settled[0].CacheReadInputTokens != 0 {
 		t.Errorf("settled %+v, want the response's usage", s.settled)
 	}
 	if len(s.upstream) != 1 || !s.upstream[0].Requests.Known || s.upstream[0].Requests.Remaining != 49 || s.upstream[0].Status != 200 {

@@ -329,18 +329,25 @@ func TestSDKGetsUpstreamErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		mock     mockapi.Config
+		others   int // calls another user of the organization makes first, past the proxy
 		calls    int
 		status   int
 		errType  string
 		recorded func(ratelimit.UsageSample) int64
 	}{
 		{"429", mockapi.Config{Limits: map[string]mockapi.Limits{"sonnet-4": {RequestsPerMinute: 1}}, OutputTokens: mockapi.Fixed(3)},
-			2, 429, "rate_limit_error", func(s ratelimit.UsageSample) int64 { return s.RateLimited }},
+			1, 1, 429, "rate_limit_error", func(s ratelimit.UsageSample) int64 { return s.RateLimited }},
 		{"529", mockapi.Config{Faults: mockapi.Faults{Overloaded: 1}},
-			1, 529, "overloaded_error", func(s ratelimit.UsageSample) int64 { return s.Overloaded }},
+			0, 1, 529, "overloaded_error", func(s ratelimit.UsageSample) int64 { return s.Overloaded }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRig(t, tc.mock, bigLimits, proxy.Config{})
+			direct := client(r.mock.URL)
+			for range tc.others {
+				if _, err := direct.Messages.New(context.Background(), params("elsewhere", 100)); err != nil {
+					t.Fatalf("a call past the proxy: %v", err)
+				}
+			}
 			var raw rawCapture
 			var err error
 			c := client(r.url, option.WithMiddleware(raw.middleware))

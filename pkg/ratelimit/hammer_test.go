@@ -34,15 +34,23 @@ type logEntry struct {
 	Seq int64 `json:"seq"`
 	// At is Redis time in microseconds.
 	At int64 `json:"at"`
-	// Take is set for admissions, Give for settlements (negative = debt).
+	// Take is set for admissions (its output is held, not taken), Give for
+	// settlements of requests and input (negative = debt).
 	Take Amounts `json:"take"`
 	Give Amounts `json:"give"`
+	// Release and Charge are a settlement's output: the hold it releases and
+	// the output it charges.
+	Release int64 `json:"release"`
+	Charge  int64 `json:"charge"`
+	// Expires is when the reservation's lease ends (µs); its hold's slot.
+	Expires int64 `json:"expires"`
 }
 
 // hammer runs goroutines against the pool until the deadline and returns every
 // admission and settlement with Redis's sequence number and time.
 func hammer(rdb redis.UniversalClient, pool PoolKey, goroutines int, d time.Duration, seed uint64) ([]logEntry, error) {
-	l, err := New(rdb, Options{Pool: pool, Workload: "ai/hammer", Lease: 2 * time.Second})
+	const lease = 2 * time.Second
+	l, err := New(rdb, Options{Pool: pool, Workload: "ai/hammer", Lease: lease})
 	if err != nil {
 		return nil, err
 	}
@@ -77,13 +85,16 @@ func hammer(rdb redis.UniversalClient, pool PoolKey, goroutines int, d time.Dura
 					}
 					return
 				}
-				add(logEntry{Seq: r.Seq, At: r.GrantedAt.UnixMicro(), Take: cost})
+				expires := r.GrantedAt.Add(lease).UnixMicro()
+				add(logEntry{Seq: r.Seq, At: r.GrantedAt.UnixMicro(), Take: cost, Expires: expires})
 				var s Settlement
+				var charge int64
 				switch p := rng.IntN(10); {
 				case p < 5: // Usually less than reserved, sometimes an overage.
+					charge = rng.Int64N(cost.OutputTokens + 5)
 					s, err = r.Settle(context.Background(), Actual{
 						InputTokens:  rng.Int64N(cost.InputTokens + 10),
-						OutputTokens: rng.Int64N(cost.OutputTokens + 5),
+						OutputTokens: charge,
 					})
 				case p < 6:
 					s, err = r.Cancel(context.Background())
@@ -96,7 +107,8 @@ func hammer(rdb redis.UniversalClient, pool PoolKey, goroutines int, d time.Dura
 					mu.Unlock()
 					return
 				}
-				add(logEntry{Seq: s.Seq, At: s.At.UnixMicro(), Give: s.Returned})
+				give := Amounts{Requests: s.Returned.Requests, InputTokens: s.Returned.InputTokens}
+				add(logEntry{Seq: s.Seq, At: s.At.UnixMicro(), Give: give, Release: cost.OutputTokens, Charge: charge, Expires: expires})
 			}
 		})
 	}
@@ -236,13 +248,19 @@ func TestConcurrentClientsNeverExceedTheBucket(t *testing.T) {
 
 // replayBucket is an independent model of the pool: capacity = limit,
 // continuous refill of limit/60 per second between the Redis timestamps of the
-// log, admissions must fit in all three dimensions, settlements give back (or
-// charge) up to capacity. It reports the first admission that did not fit and
+// log; an admission must fit in all three dimensions (output: level minus the
+// output held by unsettled calls) and holds its output; a settlement gives
+// back (or charges) requests and input up to capacity, releases its hold and
+// charges the output produced; a hold whose lease slot (20 s wide) has ended
+// is charged in full. It reports the first admission that did not fit and
 // returns the final levels.
 func replayBucket(limits Limits, log []logEntry) ([3]float64, error) {
 	capacity := [3]float64{float64(limits.RequestsPerMinute), float64(limits.InputTokensPerMinute), float64(limits.OutputTokensPerMinute)}
 	level := capacity
 	lowest := capacity
+	const slot = 20_000_000
+	holds := map[int64]float64{} // lease slot -> output held
+	held := 0.0
 	var last int64
 	for i, e := range log {
 		if i > 0 && e.At < last {
@@ -254,16 +272,39 @@ func replayBucket(limits Limits, log []logEntry) ([3]float64, error) {
 				level[d] = min(capacity[d], level[d]+elapsed*capacity[d]/60)
 			}
 		}
-		last = e.At
-		take := [3]float64{float64(e.Take.Requests), float64(e.Take.InputTokens), float64(e.Take.OutputTokens)}
-		give := [3]float64{float64(e.Give.Requests), float64(e.Give.InputTokens), float64(e.Give.OutputTokens)}
-		for d := range level {
-			if admission := e.Take != (Amounts{}); admission && take[d] > level[d]+1e-6*capacity[d] {
-				return level, fmt.Errorf("over-grant at seq %d: %s took %.0f with only %.4f in the bucket", e.Seq, Dimension(d), take[d], level[d])
+		for s, amount := range holds {
+			if (s+1)*slot <= e.At {
+				level[2], held = level[2]-amount, held-amount
+				delete(holds, s)
 			}
-			level[d] = min(capacity[d], level[d]-take[d]+give[d])
+		}
+		last = e.At
+		if e.Take != (Amounts{}) {
+			take := [3]float64{float64(e.Take.Requests), float64(e.Take.InputTokens), float64(e.Take.OutputTokens)}
+			room := [3]float64{level[0], level[1], level[2] - held}
+			for d := range take {
+				if take[d] > room[d]+1e-6*capacity[d] {
+					return level, fmt.Errorf("over-grant at seq %d: %s took %.0f with only %.4f in the bucket", e.Seq, Dimension(d), take[d], room[d])
+				}
+			}
+			level[0] -= take[0]
+			level[1] -= take[1]
+			holds[e.Expires/slot] += take[2]
+			held += take[2]
+		} else {
+			level[0] = min(capacity[0], level[0]+float64(e.Give.Requests))
+			level[1] = min(capacity[1], level[1]+float64(e.Give.InputTokens))
+			if s := e.Expires / slot; holds[s] > 0 {
+				r := min(holds[s], float64(e.Release))
+				holds[s] -= r
+				held -= r
+			}
+			level[2] = min(capacity[2], level[2]-float64(e.Charge))
+		}
+		for d := range level {
 			lowest[d] = min(lowest[d], level[d])
 		}
+		lowest[2] = min(lowest[2], level[2]-held)
 	}
 	// The run must have drained some bucket, or it tested nothing.
 	drained := false
@@ -295,5 +336,13 @@ func TestReplayCatchesOverGrant(t *testing.T) {
 	refunded := []logEntry{fits[0], {Seq: 2, At: t0, Give: Amounts{1, 0, 0}}, {Seq: 3, At: t0, Take: Amounts{1, 1, 1}}}
 	if _, err := replayBucket(limits, refunded); err != nil {
 		t.Fatalf("an admission of a refunded request was refused: %v", err)
+	}
+	// Output held by an unsettled call is not available, however long it runs.
+	holding := []logEntry{
+		{Seq: 1, At: t0, Take: Amounts{1, 1, 590}, Expires: t0 + 60_000_000},
+		{Seq: 2, At: t0 + 30_000_000, Take: Amounts{1, 1, 20}},
+	}
+	if _, err := replayBucket(limits, holding); err == nil {
+		t.Fatalf("an admission into output held by a call in flight was accepted")
 	}
 }

@@ -34,6 +34,9 @@ const (
 	// DefaultLease is long enough for a slow streamed response; a reservation
 	// not settled within it stays charged in full.
 	DefaultLease = 10 * time.Minute
+	// MaxLease is the longest lease: the bucket's ring of output holds covers
+	// leases up to 47 slots of 20 s (see bucketPrelude).
+	MaxLease = 15 * time.Minute
 	// DefaultProbeInterval is how long a LocalShare limiter keeps deciding
 	// locally after a Redis failure before it tries Redis again.
 	DefaultProbeInterval = time.Second
@@ -104,6 +107,9 @@ func New(rdb redis.UniversalClient, opts Options) (*Limiter, error) {
 	}
 	if opts.Lease <= 0 {
 		opts.Lease = DefaultLease
+	}
+	if opts.Lease > MaxLease {
+		return nil, fmt.Errorf("ratelimit: lease %s is longer than the longest supported, %s", opts.Lease, MaxLease)
 	}
 	if opts.ProbeInterval <= 0 {
 		opts.ProbeInterval = DefaultProbeInterval
@@ -191,7 +197,7 @@ func (l *Limiter) recordThrottle(ctx context.Context, waited time.Duration, refu
 
 func (l *Limiter) reserveInRedis(ctx context.Context, cost Amounts) (*Reservation, error) {
 	pool := l.opts.Pool
-	v, err := reserveScript.Run(ctx, l.rdb, l.reserveKeys, cost.Requests, cost.InputTokens, cost.OutputTokens).Result()
+	v, err := reserveScript.Run(ctx, l.rdb, l.reserveKeys, cost.Requests, cost.InputTokens, cost.OutputTokens, l.leaseUS).Result()
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return nil, fmt.Errorf("reserving on pool %s: %w", pool, ctxErr)

@@ -204,13 +204,13 @@ func TestDecisionsUseRedisClock(t *testing.T) {
 	}
 	// While Redis is blocked, its clock keeps running: after DEBUG SLEEP the
 	// bucket has refilled by the slept time, which only TIME can know.
-	drain := mustReserve(t, l, Amounts{0, 0, 59000})
+	drain := mustReserve(t, l, Amounts{0, 59000, 0})
 	if err := srv.Client().Do(ctx, "DEBUG", "SLEEP", "0.5").Err(); err != nil {
 		t.Fatal(err)
 	}
 	r := mustReserve(t, l, Amounts{0, 0, 0})
-	if gained := r.Remaining.OutputTokens - drain.Remaining.OutputTokens; gained < 500 {
-		t.Fatalf("output refilled by %d over a 0.5s server sleep, want >= 500", gained)
+	if gained := r.Remaining.InputTokens - drain.Remaining.InputTokens; gained < 500 {
+		t.Fatalf("input refilled by %d over a 0.5s server sleep, want >= 500", gained)
 	}
 }
 
@@ -231,7 +231,7 @@ func TestScriptReloadedAfterFlush(t *testing.T) {
 	if ok := srv.Client().ScriptExists(ctx, reserveScript.Hash()).Val(); !ok[0] {
 		t.Fatalf("script not cached again after the NOSCRIPT fallback")
 	}
-	if _, err := r.Settle(ctx, Actual{1, 1, 0}); err != nil {
+	if _, err := r.Settle(ctx, Actual{InputTokens: 1, OutputTokens: 1}); err != nil {
 		t.Fatalf("Settle after flush: %v", err)
 	}
 }
@@ -286,7 +286,8 @@ func TestLimitsChangeTakesEffect(t *testing.T) {
 	if err := WritePoolConfig(ctx, srv.Client(), l.Pool(), PoolConfig{Limits: Limits{600, 60000, 100}}); err != nil {
 		t.Fatal(err)
 	}
-	r := mustReserve(t, l, Amounts{0, 0, 100})
+	// The first call, unsettled, still holds its 1 output token.
+	r := mustReserve(t, l, Amounts{0, 0, 99})
 	if r.Remaining.OutputTokens != 0 {
 		t.Fatalf("remaining output %d after lowering the limit to 100, want 0", r.Remaining.OutputTokens)
 	}

@@ -12,6 +12,19 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+// OutputRule is how the API charges output tokens against the OTPM limit. The
+// limiter mirrors it so that the pool never believes it has more than the API.
+type OutputRule string
+
+const (
+	// OutputProduced charges output as it is generated; max_tokens does not count
+	// (the API's rule since 2026). The default: it is also safe under the older rule.
+	OutputProduced OutputRule = "produced"
+	// OutputReserved takes max_tokens at the start of a call and gives back the
+	// unused part at its end (the API's rule in 2025).
+	OutputReserved OutputRule = "reserved"
+)
+
 // PoolConfig is what the controller tells the limiters about a pool.
 type PoolConfig struct {
 	// Limits are the effective per-minute limits every limiter enforces: the
@@ -21,6 +34,9 @@ type PoolConfig struct {
 	// fair). Limiters do not enforce it per call (unused share may be borrowed);
 	// the LocalShare policy splits it across the workload's pods.
 	Allocations map[string]Limits
+	// OutputRule is the API's output accounting the pool mirrors; empty means
+	// OutputProduced.
+	OutputRule OutputRule
 	// UpdatedAt is the Redis time of the last write (ignored by the writer).
 	UpdatedAt time.Time
 }
@@ -34,7 +50,14 @@ func WritePoolConfig(ctx context.Context, rdb redis.UniversalClient, pool PoolKe
 	if err := cfg.Limits.Validate(); err != nil {
 		return fmt.Errorf("writing pool config of %s: %w", pool, err)
 	}
-	args := []any{cfg.Limits.RequestsPerMinute, cfg.Limits.InputTokensPerMinute, cfg.Limits.OutputTokensPerMinute}
+	rule := cfg.OutputRule
+	if rule == "" {
+		rule = OutputProduced
+	}
+	if rule != OutputProduced && rule != OutputReserved {
+		return fmt.Errorf("writing pool config of %s: unknown output rule %q (want %q or %q)", pool, rule, OutputProduced, OutputReserved)
+	}
+	args := []any{cfg.Limits.RequestsPerMinute, cfg.Limits.InputTokensPerMinute, cfg.Limits.OutputTokensPerMinute, string(rule)}
 	workloads := make([]string, 0, len(cfg.Allocations))
 	for w := range cfg.Allocations {
 		workloads = append(workloads, w)
@@ -91,7 +114,7 @@ func ReadPoolConfig(ctx context.Context, rdb redis.UniversalClient, pool PoolKey
 }
 
 // limitFields are the limits hash fields.
-var limitFields = []string{"rpm", "itpm", "otpm", "updated_ms"}
+var limitFields = []string{"rpm", "itpm", "otpm", "updated_ms", "output_rule"}
 
 // decodePoolConfig parses the limits and alloc hashes. An empty limits hash is
 // ErrPoolNotConfigured; anything malformed is an error naming the field.
@@ -109,6 +132,14 @@ func decodePoolConfig(limits, alloc map[string]string) (PoolConfig, error) {
 		return v
 	}
 	cfg.Limits = Limits{field("rpm"), field("itpm"), field("otpm")}
+	switch rule := OutputRule(limits["output_rule"]); rule {
+	case "", OutputProduced:
+		cfg.OutputRule = OutputProduced // Written before the rule existed: produced.
+	case OutputReserved:
+		cfg.OutputRule = rule
+	default:
+		errs = append(errs, fmt.Errorf("limits field output_rule=%q is not %q or %q", rule, OutputProduced, OutputReserved))
+	}
 	if ms, ok := limits["updated_ms"]; ok {
 		v, err := strconv.ParseInt(ms, 10, 64)
 		if err != nil {

@@ -50,6 +50,12 @@ type Actual struct {
 	// CacheReadInputTokens is usage.cache_read_input_tokens, recorded for the
 	// controller but not charged.
 	CacheReadInputTokens int64
+	// Upstream, when set, is what the API's rate-limit headers of this call
+	// reported; the settlement pulls the pool's levels down to it (never up).
+	Upstream *Upstream
+	// UpstreamAge is how long ago the call was sent, which bounds how long the
+	// API has refilled since it reported Upstream.
+	UpstreamAge time.Duration
 }
 
 // Settlement is the effect of settling or cancelling a reservation.
@@ -75,17 +81,42 @@ func (r *Reservation) Settle(ctx context.Context, used Actual) (Settlement, erro
 		return Settlement{}, fmt.Errorf("settling on pool %s: negative usage %+v", r.Pool, used)
 	}
 	actual := Amounts{Requests: r.Cost.Requests, InputTokens: used.InputTokens, OutputTokens: used.OutputTokens}
-	return r.close(ctx, actual, used.CacheReadInputTokens, true)
+	return r.close(ctx, actual, used.CacheReadInputTokens, apiState(used), true)
 }
 
 // Cancel gives the whole reservation back, the request included. Use it only
 // when the call never reached the API (e.g. the connection could not be made);
 // a call that reached it, even one that failed, should be settled.
 func (r *Reservation) Cancel(ctx context.Context) (Settlement, error) {
-	return r.close(ctx, Amounts{}, 0, false)
+	return r.close(ctx, Amounts{}, 0, unknownAPIState, false)
 }
 
-func (r *Reservation) close(ctx context.Context, actual Amounts, cacheRead int64, record bool) (Settlement, error) {
+// upstreamState is the upstream part of a settlement's arguments: remaining
+// per dimension (-1 unknown), limits (0 unknown), µs since the call was sent.
+type upstreamState struct {
+	remaining [3]int64
+	limit     [3]int64
+	ageUS     int64
+}
+
+var unknownAPIState = upstreamState{remaining: [3]int64{-1, -1, -1}}
+
+// apiState extracts what the settlement script needs from used.Upstream.
+func apiState(used Actual) upstreamState {
+	st := unknownAPIState
+	if used.Upstream == nil {
+		return st
+	}
+	for d, b := range []UpstreamBucket{used.Upstream.Requests, used.Upstream.InputTokens, used.Upstream.OutputTokens} {
+		if b.Known && b.Remaining >= 0 {
+			st.remaining[d], st.limit[d] = b.Remaining, max(b.Limit, 0)
+		}
+	}
+	st.ageUS = max(used.UpstreamAge.Microseconds(), 0)
+	return st
+}
+
+func (r *Reservation) close(ctx context.Context, actual Amounts, cacheRead int64, api upstreamState, record bool) (Settlement, error) {
 	if !r.closed.CompareAndSwap(false, true) {
 		return Settlement{}, fmt.Errorf("settling on pool %s: %w", r.Pool, ErrAlreadySettled)
 	}
@@ -100,10 +131,10 @@ func (r *Reservation) close(ctx context.Context, actual Amounts, cacheRead int64
 	}
 	// No retry after a failure: the first attempt may have been applied, and a
 	// lost refund only over-counts.
-	return r.settleInRedis(ctx, actual, cacheRead, record)
+	return r.settleInRedis(ctx, actual, cacheRead, api, record)
 }
 
-func (r *Reservation) settleInRedis(ctx context.Context, actual Amounts, cacheRead int64, record bool) (Settlement, error) {
+func (r *Reservation) settleInRedis(ctx context.Context, actual Amounts, cacheRead int64, api upstreamState, record bool) (Settlement, error) {
 	l, pool := r.limiter, r.Pool
 	workload := ""
 	if record {
@@ -113,6 +144,7 @@ func (r *Reservation) settleInRedis(ctx context.Context, actual Amounts, cacheRe
 		r.GrantedAt.UnixMicro(), l.leaseUS, r.Cost.Requests, r.Cost.InputTokens, r.Cost.OutputTokens,
 		actual.Requests, actual.InputTokens, actual.OutputTokens, cacheRead,
 		workload, l.opts.Pod, usageRing,
+		api.remaining[0], api.remaining[1], api.remaining[2], api.limit[0], api.limit[1], api.limit[2], api.ageUS,
 	).Result()
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {

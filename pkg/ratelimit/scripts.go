@@ -9,75 +9,151 @@ import "github.com/redis/go-redis/v9"
 // re-caches the script, so a SCRIPT FLUSH or a restarted Redis costs one extra
 // round trip.
 
-// bucketPrelude reads the pool's bucket: one 64-byte string of eight
+// bucketPrelude reads and writes the pool's bucket: one string of eleven
 // little-endian doubles (capacities r, i, o; levels r, i, o; last change time
-// in µs, 0 = never; change sequence number), see bucketState in bucket.go. A
-// packed string instead of a hash keeps the hot path to the three cheapest
-// calls (TIME, GET, SET) with no decimal formatting: each redis.call and each
-// number printed costs about as much as the whole bucket arithmetic. Levels
-// may be negative (debt from settled overage) and refill towards the capacity
-// at capacity/60 per second.
+// in µs, 0 = never; change sequence number; output held by unsettled calls;
+// output rule, 0 = produced, 1 = reserved; when the first hold expires, µs,
+// 0 = none) followed by the hold ring, see bucketState in bucket.go. A packed
+// string instead of a hash keeps the hot path to the three cheapest calls
+// (TIME, GET, SET) with no decimal formatting. Levels may be negative (debt
+// from settled overage) and refill towards the capacity at capacity/60 per
+// second.
+//
+// Output is not taken from the level at admission: a call's max_tokens is
+// held outside it (available = level - held) and the output actually produced
+// is charged when the call settles, which is when the API (charging output as
+// it is generated) has charged it too. The level refills underneath the holds
+// only up to the capacity, so the pool never believes it has more output than
+// the API: the API's level is at least ours minus what in-flight calls may
+// still produce. Under the older reserved rule (the API takes max_tokens at
+// the start and refunds the rest at the end) the output level may refill up
+// to capacity + held, exactly as the API's does.
+//
+// Holds live in a ring of holdSlots slots of holdSlotUS each, keyed by when
+// their lease ends; a settlement releases its hold from its slot, and a slot
+// whose leases have all ended is swept: what it still holds is charged in
+// full (an unsettled call may have produced all of it) and released. No
+// per-call state is kept, so a pod that dies leaves nothing behind.
 const bucketPrelude = `
 local function now_us()
   local t = redis.call('TIME')
   return t[1] * 1000000 + t[2]
 end
-local function read_bucket(key, now)
+local HOLD_US, HOLD_SLOTS = 20000000, 48
+local HEADER = '<ddddddddddd'
+local function output_cap(b)
+  if b.rule == 1 then return b.c3 + b.held end
+  return b.c3
+end
+local function sweep(b)
+  local parts, nexp = {}, 0
+  for i = 0, HOLD_SLOTS - 1 do
+    local stamp, amount = struct.unpack('<dd', b.ring, i * 16 + 1)
+    if amount > 0 then
+      local ends = (stamp + 1) * HOLD_US
+      if ends <= b.now then
+        b.l3, b.held, amount = b.l3 - amount, b.held - amount, 0
+      elseif nexp == 0 or ends < nexp then
+        nexp = ends
+      end
+    end
+    parts[i + 1] = struct.pack('<dd', stamp, amount)
+  end
+  b.ring, b.nexp = table.concat(parts), nexp
+  if b.held < 0 then b.held = 0 end
+end
+local function load_bucket(key, now)
   local s = redis.call('GET', key)
   if not s then return nil end
-  local c1, c2, c3, l1, l2, l3, t0, seq = struct.unpack('<dddddddd', s)
-  if t0 > 0 and now > t0 then
-    local dt = (now - t0) / 60000000
-    l1 = l1 + dt * c1
-    l2 = l2 + dt * c2
-    l3 = l3 + dt * c3
-    if l1 > c1 then l1 = c1 end
-    if l2 > c2 then l2 = c2 end
-    if l3 > c3 then l3 = c3 end
+  local b = {}
+  if #s == 64 then
+    b.c1, b.c2, b.c3, b.l1, b.l2, b.l3, b.t, b.seq = struct.unpack('<dddddddd', s)
+    b.held, b.rule, b.nexp, b.ring = 0, 0, 0, string.rep('\0', HOLD_SLOTS * 16)
+  else
+    b.c1, b.c2, b.c3, b.l1, b.l2, b.l3, b.t, b.seq, b.held, b.rule, b.nexp = struct.unpack(HEADER, s)
+    b.ring = string.sub(s, 89)
   end
-  return c1, c2, c3, l1, l2, l3, seq
+  -- TIME may step back (a failover to another host, a clock step): time never
+  -- runs backwards here, so no interval is refilled twice.
+  if now < b.t then now = b.t end
+  b.now = now
+  if b.t > 0 and now > b.t then
+    local dt = (now - b.t) / 60000000
+    b.l1 = math.min(b.c1, b.l1 + dt * b.c1)
+    b.l2 = math.min(b.c2, b.l2 + dt * b.c2)
+    b.l3 = math.min(output_cap(b), b.l3 + dt * b.c3)
+  end
+  if b.nexp > 0 and now >= b.nexp then sweep(b) end
+  return b
 end
-local function write_bucket(key, c1, c2, c3, l1, l2, l3, now, seq)
-  redis.call('SET', key, struct.pack('<dddddddd', c1, c2, c3, l1, l2, l3, now, seq))
+local function store_bucket(key, b)
+  redis.call('SET', key, struct.pack(HEADER, b.c1, b.c2, b.c3, b.l1, b.l2, b.l3, b.now, b.seq,
+    b.held, b.rule, b.nexp) .. b.ring)
+end
+local function hold_slot(b, expires)
+  local period = math.floor(expires / HOLD_US)
+  local off = (period % HOLD_SLOTS) * 16 + 1
+  local stamp, amount = struct.unpack('<dd', b.ring, off)
+  return period, off, stamp, amount
+end
+local function put_slot(b, off, period, amount)
+  b.ring = string.sub(b.ring, 1, off - 1) .. struct.pack('<dd', period, amount) .. string.sub(b.ring, off + 16)
+end
+local function hold(b, expires, n)
+  if n <= 0 then return end
+  local period, off, stamp, amount = hold_slot(b, expires)
+  if stamp ~= period then
+    -- A slot of an older period: its leases ended (a sweep already charged it).
+    if amount > 0 then b.l3, b.held = b.l3 - amount, b.held - amount end
+    amount = 0
+  end
+  put_slot(b, off, period, amount + n)
+  b.held = b.held + n
+  local ends = (period + 1) * HOLD_US
+  if b.nexp == 0 or ends < b.nexp then b.nexp = ends end
+end
+local function release(b, expires, n)
+  local period, off, stamp, amount = hold_slot(b, expires)
+  if stamp ~= period or amount <= 0 or n <= 0 then return end
+  local r = math.min(amount, n)
+  put_slot(b, off, period, amount - r)
+  b.held = math.max(0, b.held - r)
+end
+local MAX_WAIT_US = 3600000000
+local function wait_us(need, level, capacity)
+  if level >= need then return 0 end
+  return math.min(MAX_WAIT_US, math.ceil((need - level) * 60000000 / capacity))
 end
 `
 
-// reserveScript takes a cost from all three buckets or from none. It is the
-// hot path, so it inlines what bucketPrelude does instead of defining
-// closures on every call.
+// reserveScript takes a cost from all three buckets or from none: requests
+// and input from their levels, output as a hold (see bucketPrelude).
 //
-// KEYS: bucket. ARGV: requests, input, output.
-// Reply when admitted: {1, now, seq, level1..3} (levels after the take);
-// refused: {0, now, seq, level1..3, wait1..3} with waits in µs, ceiled, and
-// status -1 instead of 0 when the cost exceeds a capacity (whose wait is -1);
-// not configured: {-2, now}. Levels are truncated to integers by Redis.
-const reserveScriptSource = `
+// KEYS: bucket. ARGV: requests, input, output, lease (µs).
+// Reply when admitted: {1, now, seq, level1..3} (levels after the take; the
+// output level is what is available: level - held); refused: {0, now, seq,
+// level1..3, wait1..3} with waits in µs, ceiled, capped at an hour, and status
+// -1 instead of 0 when the cost exceeds a capacity (whose wait is -1); not
+// configured: {-2, now}. Levels are truncated to integers by Redis.
+const reserveBody = `
 local t = redis.call('TIME')
 local now = t[1] * 1000000 + t[2]
-local s = redis.call('GET', KEYS[1])
-if not s then return {-2, now} end
-local c1, c2, c3, l1, l2, l3, t0, seq = struct.unpack('<dddddddd', s)
-if t0 > 0 and now > t0 then
-  local dt = (now - t0) / 60000000
-  l1 = l1 + dt * c1
-  l2 = l2 + dt * c2
-  l3 = l3 + dt * c3
-  if l1 > c1 then l1 = c1 end
-  if l2 > c2 then l2 = c2 end
-  if l3 > c3 then l3 = c3 end
-end
+local b = load_bucket(KEYS[1], now)
+if not b then return {-2, now} end
 local n1, n2, n3 = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-if l1 >= n1 and l2 >= n2 and l3 >= n3 then
-  seq = seq + 1
-  l1, l2, l3 = l1 - n1, l2 - n2, l3 - n3
-  redis.call('SET', KEYS[1], struct.pack('<dddddddd', c1, c2, c3, l1, l2, l3, now, seq))
-  return {1, now, seq, l1, l2, l3}
+local a3 = b.l3 - b.held
+if b.l1 >= n1 and b.l2 >= n2 and a3 >= n3 then
+  b.l1, b.l2 = b.l1 - n1, b.l2 - n2
+  hold(b, b.now + tonumber(ARGV[4]), n3)
+  b.seq = b.seq + 1
+  store_bucket(KEYS[1], b)
+  return {1, b.now, b.seq, b.l1, b.l2, b.l3 - b.held}
 end
 local w1, w2, w3, status = 0, 0, 0, 0
-if n1 > c1 then w1, status = -1, -1 elseif l1 < n1 then w1 = math.ceil((n1 - l1) * 60000000 / c1) end
-if n2 > c2 then w2, status = -1, -1 elseif l2 < n2 then w2 = math.ceil((n2 - l2) * 60000000 / c2) end
-if n3 > c3 then w3, status = -1, -1 elseif l3 < n3 then w3 = math.ceil((n3 - l3) * 60000000 / c3) end
-return {status, now, seq, l1, l2, l3, w1, w2, w3}
+if n1 > b.c1 then w1, status = -1, -1 else w1 = wait_us(n1, b.l1, b.c1) end
+if n2 > b.c2 then w2, status = -1, -1 else w2 = wait_us(n2, b.l2, b.c2) end
+if n3 > b.c3 then w3, status = -1, -1 else w3 = wait_us(n3, a3, b.c3) end
+return {status, b.now, b.seq, b.l1, b.l2, a3, w1, w2, w3}
 `
 
 // usagePrelude records usage into a workload's per-second ring: field
@@ -116,32 +192,64 @@ local function record_usage(ukey, pkey, wkey, now, ring, workload, pod, vals)
 end
 `
 
-// settleScript replaces a reservation's estimate with the actual usage: it
-// gives back reserved - actual per dimension (negative = debt) and, when a
-// workload is named, records the actual usage in the same atomic step. A
-// reservation whose lease (granted + lease, in Redis time) has passed changes
-// nothing: it stays charged in full.
+// settleScript replaces a reservation's estimate with the actual usage:
+// requests and input get reserved - actual back (negative = debt), the
+// output hold is released and the actual output charged, and, when a
+// workload is named, the usage is recorded in the same atomic step. A
+// reservation whose lease (granted + lease, in Redis time) has passed
+// changes nothing: it stays charged in full (its hold is charged when its
+// slot is swept).
+//
+// The API's rate-limit headers of the call, when known, pull the levels down
+// (never up): the remaining it reported when it admitted the call, plus its
+// refill since, less what this call then produced, less the rounding of token
+// counts to the nearest thousand. So any drift between the pool and the API
+// (estimates below the real charge, usage the pool does not see) closes on
+// the next settlement.
 //
 // KEYS: bucket, usage, pods, workloads. ARGV: granted (µs), lease (µs),
 // reserved requests, input, output, actual requests, input, output, cache
-// reads, workload ("" = do not record), pod, ring seconds.
+// reads, workload ("" = do not record), pod, ring seconds, upstream remaining
+// requests, input, output (-1 = unknown), upstream limits (0 = unknown), µs
+// since the request was sent.
 // Reply: {1, now, seq, level1..3} when applied; {-1, now} when the lease
 // expired (nothing applied); {-2, now} when no limits are configured.
 const settleBody = `
 local now = now_us()
-if tonumber(ARGV[1]) + tonumber(ARGV[2]) < now then return {-1, now} end
-local c1, c2, c3, l1, l2, l3, seq = read_bucket(KEYS[1], now)
-if not c1 then return {-2, now} end
-l1 = math.min(c1, l1 + tonumber(ARGV[3]) - tonumber(ARGV[6]))
-l2 = math.min(c2, l2 + tonumber(ARGV[4]) - tonumber(ARGV[7]))
-l3 = math.min(c3, l3 + tonumber(ARGV[5]) - tonumber(ARGV[8]))
-seq = seq + 1
-write_bucket(KEYS[1], c1, c2, c3, l1, l2, l3, now, seq)
+local granted, lease = tonumber(ARGV[1]), tonumber(ARGV[2])
+if granted + lease < now then return {-1, now} end
+local b = load_bucket(KEYS[1], now)
+if not b then return {-2, now} end
+local r1, r2, r3 = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local a1, a2, a3 = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+b.l1 = math.min(b.c1, b.l1 + r1 - a1)
+b.l2 = math.min(b.c2, b.l2 + r2 - a2)
+release(b, granted + lease, r3)
+b.l3 = math.min(output_cap(b), b.l3 - a3)
+local age = tonumber(ARGV[19]) / 60000000
+local function api_level(i, capacity, margin)
+  local rem, limit = tonumber(ARGV[12 + i]), tonumber(ARGV[15 + i])
+  if rem < 0 then return nil end
+  if limit <= 0 then limit = capacity end
+  return math.min(limit, rem + age * limit) - margin
+end
+local u1, u2, u3 = api_level(1, b.c1, 0), api_level(2, b.c2, 500), api_level(3, b.c3, 500)
+if u1 then b.l1 = math.min(b.l1, u1) end
+if u2 then b.l2 = math.min(b.l2, u2) end
+if u3 then
+  if b.rule == 1 then
+    b.l3 = math.min(b.l3, u3 + r3 - a3 + b.held)
+  else
+    b.l3 = math.min(b.l3, u3 - a3)
+  end
+end
+b.seq = b.seq + 1
+store_bucket(KEYS[1], b)
 if ARGV[10] ~= '' then
   record_usage(KEYS[2], KEYS[3], KEYS[4], now, tonumber(ARGV[12]), ARGV[10], ARGV[11],
     {ARGV[6], ARGV[7], ARGV[8], ARGV[9], 0, 0, 0, 0})
 end
-return {1, now, seq, l1, l2, l3}
+return {1, b.now, b.seq, b.l1, b.l2, b.l3 - b.held}
 `
 
 // recordUsageBody records a usage sample (or a zero heartbeat) outside a
@@ -186,26 +294,32 @@ local pods = redis.call('ZCOUNT', KEYS[2], sec - window + 1, '+inf')
 return {now, sums[1], sums[2], sums[3], sums[4], sums[5], sums[6], sums[7], sums[8], pods}
 `
 
-// writePoolConfigBody replaces the pool's limits and allocations atomically
-// and stamps them with Redis time (milliseconds). The readable limits hash is
-// what ReadPoolConfig returns; the bucket keeps a copy of the capacities for
-// the hot path. Changing limits keeps the levels (clamped to the new
-// capacity); a bucket never used starts full.
+// writePoolConfigBody replaces the pool's limits, output rule and
+// allocations atomically and stamps them with Redis time (milliseconds). The
+// readable limits hash is what ReadPoolConfig returns; the bucket keeps a
+// copy of the capacities and the rule for the hot path. Changing limits keeps
+// the levels (clamped to the new capacity) and the holds of calls in flight;
+// a bucket never used starts full.
 //
-// KEYS: limits, alloc, bucket. ARGV: rpm, itpm, otpm, then workload/JSON
-// pairs. Reply: now.
+// KEYS: limits, alloc, bucket. ARGV: rpm, itpm, otpm, output rule
+// ("produced" or "reserved"), then workload/JSON pairs. Reply: now.
 const writePoolConfigBody = `
 local now = now_us()
 local c1, c2, c3 = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-redis.call('HSET', KEYS[1], 'rpm', ARGV[1], 'itpm', ARGV[2], 'otpm', ARGV[3], 'updated_ms', math.floor(now / 1000))
+redis.call('HSET', KEYS[1], 'rpm', ARGV[1], 'itpm', ARGV[2], 'otpm', ARGV[3], 'output_rule', ARGV[4],
+  'updated_ms', math.floor(now / 1000))
 redis.call('DEL', KEYS[2])
-if #ARGV > 3 then redis.call('HSET', KEYS[2], unpack(ARGV, 4)) end
-local _, _, _, l1, l2, l3, seq = read_bucket(KEYS[3], now)
-local t = now
-if not l1 or seq == 0 then
-  l1, l2, l3, t, seq = c1, c2, c3, 0, 0
+if #ARGV > 4 then redis.call('HSET', KEYS[2], unpack(ARGV, 5)) end
+local b = load_bucket(KEYS[3], now)
+if not b or b.seq == 0 then
+  b = {l1 = c1, l2 = c2, l3 = c3, seq = 0, held = 0, nexp = 0, ring = string.rep('\0', HOLD_SLOTS * 16)}
+  b.now = 0
 end
-write_bucket(KEYS[3], c1, c2, c3, math.min(l1, c1), math.min(l2, c2), math.min(l3, c3), t, seq)
+b.c1, b.c2, b.c3 = c1, c2, c3
+b.rule = 0
+if ARGV[4] == 'reserved' then b.rule = 1 end
+b.l1, b.l2, b.l3 = math.min(b.l1, c1), math.min(b.l2, c2), math.min(b.l3, output_cap(b))
+store_bucket(KEYS[3], b)
 return now
 `
 
@@ -222,7 +336,7 @@ return now
 `
 
 var (
-	reserveScript         = redis.NewScript(reserveScriptSource)
+	reserveScript         = redis.NewScript(bucketPrelude + reserveBody)
 	settleScript          = redis.NewScript(bucketPrelude + usagePrelude + settleBody)
 	recordUsageScript     = redis.NewScript(bucketPrelude + usagePrelude + recordUsageBody)
 	readUsageScript       = redis.NewScript(bucketPrelude + usagePrelude + readUsageBody)

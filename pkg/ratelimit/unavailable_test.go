@@ -39,7 +39,7 @@ func TestFailClosedWhenRedisIsDown(t *testing.T) {
 	assertUnavailable(t, "stopped", err)
 	_, err = l.Wait(ctx, Call(1, 1))
 	assertUnavailable(t, "Wait on stopped", err)
-	_, err = r.Settle(ctx, Actual{1, 1, 0})
+	_, err = r.Settle(ctx, Actual{InputTokens: 1, OutputTokens: 1})
 	assertUnavailable(t, "Settle on stopped", err)
 
 	// A server that accepts connections but never answers is down too.
@@ -132,7 +132,7 @@ func TestLocalShareEnforcesPodShareWhileRedisIsDown(t *testing.T) {
 		if !r.Local {
 			t.Fatalf("admitted through Redis while it is stopped")
 		}
-		if _, err := r.Settle(ctx, Actual{1, 1, 0}); err != nil {
+		if _, err := r.Settle(ctx, Actual{InputTokens: 1, OutputTokens: 1}); err != nil {
 			t.Fatalf("local Settle: %v", err)
 		}
 		admitted++
