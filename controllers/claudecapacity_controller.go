@@ -131,13 +131,20 @@ func (r *ClaudeCapacityReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	s := &scope{cc: cc}
 	steps := []step{r.readTarget, r.plan, r.checkScalingActive}
 	next := pollInterval(cc)
-	due, wait := r.pollDue(cc, r.memory.get(req.NamespacedName))
+	w := r.memory.get(req.NamespacedName)
+	before := w.polled
+	due, wait := r.pollDue(cc, w)
 	if due {
 		steps = append(steps, r.readSignals, r.readLimiter, r.decide, r.scale, r.publishLimiter)
 	} else {
 		next = wait
 	}
 	result, err := r.reconcileSteps(ctx, s, steps...)
+	if due && err != nil {
+		// A poll that failed before it decided (a conflict, an unreadable target) is not a
+		// poll: the retry must not wait a whole interval to decide.
+		w.polled = before
+	}
 	return shortest(result, ctrl.Result{RequeueAfter: next}), err
 }
 

@@ -35,9 +35,9 @@ type pollPoint struct {
 func (r *ClaudeCapacityReconciler) pollDue(cc *capacityv1alpha1.ClaudeCapacity, w *workloadMemory) (bool, time.Duration) {
 	interval := pollInterval(cc)
 	pause := cc.Annotations[capacityv1alpha1.AnnotationPaused] + "/" + cc.Annotations[capacityv1alpha1.AnnotationPausedReplicas]
-	since := r.now().Sub(w.polledAt)
-	if w.polledAt.IsZero() || since >= interval*9/10 || since < 0 || cc.Generation != w.polledGeneration || pause != w.polledPause {
-		w.polledAt, w.polledGeneration, w.polledPause = r.now(), cc.Generation, pause
+	since := r.now().Sub(w.polled.at)
+	if w.polled.at.IsZero() || since >= interval*9/10 || since < 0 || cc.Generation != w.polled.generation || pause != w.polled.pause {
+		w.polled = pollMark{at: r.now(), generation: cc.Generation, pause: pause}
 		return true, 0
 	}
 	return false, interval - since

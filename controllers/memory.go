@@ -48,14 +48,18 @@ type workloadMemory struct {
 	// throughput measures per-replica throughput from lastPoll to each new poll.
 	throughput *capacity.ThroughputEstimator
 	lastPoll   pollPoint
-	// polledAt, polledGeneration and polledPause are when the last poll ran and the spec
-	// and pause annotations it saw (see pollDue).
-	polledAt         time.Time
-	polledGeneration int64
-	polledPause      string
+	// polled is the last poll: when it ran and what it saw (see pollDue).
+	polled pollMark
 	// poolBase is the pool's limits times headroom at the last decision: when it falls,
 	// the cap may cut at once (capacity.CapCutLimitLowered).
 	poolBase capacity.PerDimension
+}
+
+// pollMark is when a poll ran and the spec generation and pause annotations it saw.
+type pollMark struct {
+	at         time.Time
+	generation int64
+	pause      string
 }
 
 type cachedPassword struct {
