@@ -234,6 +234,14 @@ func publishesFor(shares *capacity.PoolAllocation, self string) bool {
 
 // publishLimiter writes the pool's effective limits and every member's allocation for the
 // limiters to enforce, at most every limiterSyncInterval.
+// outputRule is the limiters' mirror of the API's output accounting.
+func outputRule(cc *capacityv1alpha1.ClaudeCapacity) ratelimit.OutputRule {
+	if cc.Spec.Limits.OutputAccounting == capacityv1alpha1.OutputAccountingReserved {
+		return ratelimit.OutputReserved
+	}
+	return ratelimit.OutputProduced
+}
+
 func (r *ClaudeCapacityReconciler) publishLimiter(ctx context.Context, s *scope) (ctrl.Result, error) {
 	if s.shares == nil {
 		return ctrl.Result{}, nil
@@ -247,6 +255,7 @@ func (r *ClaudeCapacityReconciler) publishLimiter(ctx context.Context, s *scope)
 		Limits: ratelimit.Limits{RequestsPerMinute: b[capacity.Requests], InputTokensPerMinute: b[capacity.InputTokens],
 			OutputTokensPerMinute: b[capacity.OutputTokens]},
 		Allocations: make(map[string]ratelimit.Limits, len(s.shares.Members)),
+		OutputRule:  outputRule(s.cc),
 	}
 	for _, m := range s.shares.Members {
 		cfg.Allocations[m.Name] = ratelimit.Limits{

@@ -30,6 +30,7 @@ func TestLimiterStateFlowsBothWays(t *testing.T) {
 	// last minute.
 	g.Expect(ratelimit.RecordUsage(ctx, rdb, pool, workload, "pod-a",
 		ratelimit.UsageSample{Requests: 120, InputTokens: 60_000, OutputTokens: 24_000, RateLimited: 3})).To(Succeed())
+	limits.OutputAccounting = capacityv1alpha1.OutputAccountingReserved
 	cc := backlogged(g, srv, ns, "limiter", func(cc *capacityv1alpha1.ClaudeCapacity) { cc.Spec.Limits = limits })
 
 	g.Eventually(func(g Gomega) {
@@ -50,6 +51,7 @@ func TestLimiterStateFlowsBothWays(t *testing.T) {
 		g.Expect(cfg.Limits.OutputTokensPerMinute).To(Equal(int64(48_000)))
 		g.Expect(cfg.Allocations).To(HaveKey(workload))
 		g.Expect(cfg.Allocations[workload].OutputTokensPerMinute).To(Equal(int64(48_000)))
+		g.Expect(cfg.OutputRule).To(Equal(ratelimit.OutputReserved)) // The limiters mirror the declared rule.
 	}, eventually).Should(Succeed())
 
 	// Someone else on the same organization key uses output tokens too: the API's headers

@@ -134,7 +134,26 @@ type Limits struct {
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	OutputTokensPerMinute *int64 `json:"outputTokensPerMinute,omitempty"`
+
+	// outputAccounting is how the API charges output tokens against the limit, which the
+	// limiters mirror: Produced (as they are generated, max_tokens does not count; the
+	// API's rule since 2026, and safe under the older rule too) or Reserved (max_tokens
+	// at the start of a call, the unused part given back at its end; the 2025 rule).
+	// +optional
+	// +kubebuilder:default=Produced
+	OutputAccounting OutputAccounting `json:"outputAccounting,omitempty"`
 }
+
+// OutputAccounting is the API's rule for charging output tokens.
+// +kubebuilder:validation:Enum=Produced;Reserved
+type OutputAccounting string
+
+const (
+	// OutputAccountingProduced charges output as it is generated.
+	OutputAccountingProduced OutputAccounting = "Produced"
+	// OutputAccountingReserved takes max_tokens at the start and corrects at the end.
+	OutputAccountingReserved OutputAccounting = "Reserved"
+)
 
 // Traffic is the declared expectation: it drives the plan, and the scaling decision until
 // live signals replace it.
