@@ -137,7 +137,7 @@ func TestUpstreamRemainingPullsTheLevelDownNeverUp(t *testing.T) {
 }
 
 // packBucket writes a bucket state the scripts read, with holds in the given
-// lease periods (20 s each), for tests of states that take minutes to reach.
+// lease periods (60 s each), for tests of states that take minutes to reach.
 func packBucket(capacity, level [3]float64, at int64, seq, held float64, nextExpiry int64, holds map[int64]float64) string {
 	buf := make([]byte, bucketStateSize)
 	header := []float64{capacity[0], capacity[1], capacity[2], level[0], level[1], level[2], float64(at), seq, held, 0, float64(nextExpiry)}
@@ -167,7 +167,7 @@ func TestExpiredHoldIsChargedInFullAndReleased(t *testing.T) {
 	ctx := context.Background()
 	srv, l := newRulePool(t, Limits{600, 600_000, 6000}, OutputProduced)
 	now := redisMicros(t, srv)
-	const slot = 20_000_000
+	const slot = 60_000_000
 	ended := now/slot - 1 // A lease period that ended.
 	state := packBucket([3]float64{600, 600_000, 6000}, [3]float64{600, 600_000, 6000}, now, 1, 4000, (ended+1)*slot, map[int64]float64{ended: 4000})
 	if err := srv.Client().Set(ctx, l.Pool().bucketKey(), state, 0).Err(); err != nil {

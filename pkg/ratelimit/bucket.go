@@ -18,7 +18,7 @@ import (
 const (
 	legacyBucketSize = 8 * 8
 	bucketHeaderSize = 11 * 8
-	holdSlots        = 48
+	holdSlots        = 16
 	bucketStateSize  = bucketHeaderSize + holdSlots*16
 )
 

@@ -251,14 +251,14 @@ func TestConcurrentClientsNeverExceedTheBucket(t *testing.T) {
 // log; an admission must fit in all three dimensions (output: level minus the
 // output held by unsettled calls) and holds its output; a settlement gives
 // back (or charges) requests and input up to capacity, releases its hold and
-// charges the output produced; a hold whose lease slot (20 s wide) has ended
+// charges the output produced; a hold whose lease slot (60 s wide) has ended
 // is charged in full. It reports the first admission that did not fit and
 // returns the final levels.
 func replayBucket(limits Limits, log []logEntry) ([3]float64, error) {
 	capacity := [3]float64{float64(limits.RequestsPerMinute), float64(limits.InputTokensPerMinute), float64(limits.OutputTokensPerMinute)}
 	level := capacity
 	lowest := capacity
-	const slot = 20_000_000
+	const slot = 60_000_000
 	holds := map[int64]float64{} // lease slot -> output held
 	held := 0.0
 	var last int64

@@ -35,7 +35,7 @@ const (
 	// not settled within it stays charged in full.
 	DefaultLease = 10 * time.Minute
 	// MaxLease is the longest lease: the bucket's ring of output holds covers
-	// leases up to 47 slots of 20 s (see bucketPrelude).
+	// leases up to 15 slots of 60 s (see bucketPrelude).
 	MaxLease = 15 * time.Minute
 	// DefaultProbeInterval is how long a LocalShare limiter keeps deciding
 	// locally after a Redis failure before it tries Redis again.

@@ -29,7 +29,7 @@ import "github.com/redis/go-redis/v9"
 // the start and refunds the rest at the end) the output level may refill up
 // to capacity + held, exactly as the API's does.
 //
-// Holds live in a ring of holdSlots slots of holdSlotUS each, keyed by when
+// Holds live in a ring of HOLD_SLOTS slots of HOLD_US each, keyed by when
 // their lease ends; a settlement releases its hold from its slot, and a slot
 // whose leases have all ended is swept: what it still holds is charged in
 // full (an unsettled call may have produced all of it) and released. No
@@ -39,7 +39,7 @@ local function now_us()
   local t = redis.call('TIME')
   return t[1] * 1000000 + t[2]
 end
-local HOLD_US, HOLD_SLOTS = 20000000, 48
+local HOLD_US, HOLD_SLOTS = 60000000, 16
 local HEADER = '<ddddddddddd'
 local function output_cap(b)
   if b.rule == 1 then return b.c3 + b.held end
@@ -65,25 +65,28 @@ end
 local function load_bucket(key, now)
   local s = redis.call('GET', key)
   if not s then return nil end
-  local b = {}
+  local c1, c2, c3, l1, l2, l3, t, seq, held, rule, nexp, ring
   if #s == 64 then
-    b.c1, b.c2, b.c3, b.l1, b.l2, b.l3, b.t, b.seq = struct.unpack('<dddddddd', s)
-    b.held, b.rule, b.nexp, b.ring = 0, 0, 0, string.rep('\0', HOLD_SLOTS * 16)
+    c1, c2, c3, l1, l2, l3, t, seq = struct.unpack('<dddddddd', s)
+    held, rule, nexp, ring = 0, 0, 0, string.rep('\0', HOLD_SLOTS * 16)
   else
-    b.c1, b.c2, b.c3, b.l1, b.l2, b.l3, b.t, b.seq, b.held, b.rule, b.nexp = struct.unpack(HEADER, s)
-    b.ring = string.sub(s, 89)
+    c1, c2, c3, l1, l2, l3, t, seq, held, rule, nexp = struct.unpack(HEADER, s)
+    ring = string.sub(s, 89)
   end
   -- TIME may step back (a failover to another host, a clock step): time never
   -- runs backwards here, so no interval is refilled twice.
-  if now < b.t then now = b.t end
-  b.now = now
-  if b.t > 0 and now > b.t then
-    local dt = (now - b.t) / 60000000
-    b.l1 = math.min(b.c1, b.l1 + dt * b.c1)
-    b.l2 = math.min(b.c2, b.l2 + dt * b.c2)
-    b.l3 = math.min(output_cap(b), b.l3 + dt * b.c3)
+  if now < t then now = t end
+  if t > 0 and now > t then
+    local dt = (now - t) / 60000000
+    l1 = math.min(c1, l1 + dt * c1)
+    l2 = math.min(c2, l2 + dt * c2)
+    local cap3 = c3
+    if rule == 1 then cap3 = c3 + held end
+    l3 = math.min(cap3, l3 + dt * c3)
   end
-  if b.nexp > 0 and now >= b.nexp then sweep(b) end
+  local b = {c1 = c1, c2 = c2, c3 = c3, l1 = l1, l2 = l2, l3 = l3, seq = seq, held = held,
+    rule = rule, nexp = nexp, ring = ring, now = now}
+  if nexp > 0 and now >= nexp then sweep(b) end
   return b
 end
 local function store_bucket(key, b)
