@@ -52,7 +52,7 @@ func TestLongStreamsLeaveNoRoomTheAPIDoesNotHave(t *testing.T) {
 
 	streams := make([]*Reservation, 4)
 	for i := range streams {
-		streams[i] = mustReserve(t, l, Amounts{1, 10, 1500})
+		streams[i] = mustReserve(t, l, Amounts{1, 10, 1490})
 	}
 	// Nothing else fits while the streams hold all the output, however long they run.
 	time.Sleep(1500 * time.Millisecond)
@@ -196,7 +196,7 @@ func TestClockStepBackRefillsNothingTwice(t *testing.T) {
 	if err := srv.Client().Set(ctx, l.Pool().bucketKey(), state, 0).Err(); err != nil {
 		t.Fatal(err)
 	}
-	for range 10 {
+	for range 9 { // The tenth would eat into the admission margin.
 		mustReserve(t, l, Amounts{1, 0, 0})
 	}
 	time.Sleep(1500 * time.Millisecond)
@@ -236,4 +236,20 @@ func TestLegacyBucketIsUpgraded(t *testing.T) {
 	if err != nil || st.Held != 1000 {
 		t.Fatalf("upgraded bucket = %+v, %v; want 1000 held", st, err)
 	}
+}
+
+// The API admits a call milliseconds after the pool did, and calls do not arrive in
+// the order they were admitted: the pool keeps a quarter second of refill in hand so
+// that two calls admitted one refill apart cannot find the API's bucket a fraction short.
+func TestAdmissionKeepsAQuarterSecondMargin(t *testing.T) {
+	ctx := context.Background()
+	_, l := newRulePool(t, Limits{60, 600_000, 60_000}, OutputProduced) // 1 request per second.
+	mustReserve(t, l, Amounts{60, 0, 0}) // A call of the whole capacity keeps no margin.
+	time.Sleep(1050 * time.Millisecond)
+	_, err := l.TryReserve(ctx, Amounts{1, 0, 0})
+	if rl := refusedWith(t, err); rl.RetryAfter() < 100*time.Millisecond || rl.RetryAfter() > 250*time.Millisecond {
+		t.Fatalf("with 1.05 requests in the bucket: retry after %s, want the rest of the 1.25", rl.RetryAfter())
+	}
+	time.Sleep(250 * time.Millisecond)
+	mustReserve(t, l, Amounts{1, 0, 0})
 }

@@ -60,13 +60,14 @@ func TestReserveTakesAllThreeOrNone(t *testing.T) {
 	if rl.Binding != OutputTokens || rl.TooLarge || rl.Wait[Requests] != 0 || rl.Wait[InputTokens] != 0 {
 		t.Fatalf("refusal = %+v, want only OutputTokens short", rl)
 	}
-	// 50 missing tokens at 10/s: about 5 s (a little less as time passed).
-	if w := rl.RetryAfter(); w > 5*time.Second || w < 4*time.Second {
-		t.Fatalf("RetryAfter = %s, want just under 5s", w)
+	// 50 missing tokens and the 2.5-token admission margin (a quarter second of refill)
+	// at 10/s: about 5.25 s (a little less as time passed).
+	if w := rl.RetryAfter(); w > 5250*time.Millisecond || w < 4*time.Second {
+		t.Fatalf("RetryAfter = %s, want just under 5.25s", w)
 	}
 	// Nothing was taken by the refusal: the whole input level is still there.
-	r2 := mustReserve(t, l, Amounts{1, 5000, 100})
-	if r2.Remaining.InputTokens != 0 || r2.Seq != 2 {
+	r2 := mustReserve(t, l, Amounts{1, 4900, 90})
+	if r2.Remaining.InputTokens != 100 || r2.Seq != 2 {
 		t.Fatalf("after refusal: %+v, want the refusal to have taken no input", r2)
 	}
 }
@@ -110,20 +111,21 @@ func TestSettleRefundsUnusedAndChargesOverage(t *testing.T) {
 	if s.Returned != (Amounts{0, 200, 450}) || s.Seq != 2 {
 		t.Fatalf("settlement = %+v, want returned {0 200 450} seq 2", s)
 	}
-	// The refund restored capacity: the refused call now fits.
+	// The charge of 150 of the 600 held left room: the refused call now fits.
 	mustReserve(t, l, Amounts{1, 100, 400})
 
 	if _, err := r.Settle(ctx, Actual{}); !errors.Is(err, ErrAlreadySettled) {
 		t.Fatalf("second Settle = %v, want ErrAlreadySettled", err)
 	}
 
-	// Overage: reserve 50 output, use 300: the bucket goes into debt.
-	r3 := mustReserve(t, l, Amounts{1, 10, 50})
+	// Overage: reserve 45 output (the last 50 less the admission margin), use 300: the
+	// bucket goes into debt.
+	r3 := mustReserve(t, l, Amounts{1, 10, 45})
 	s, err = r3.Settle(ctx, Actual{InputTokens: 10, OutputTokens: 300})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Returned.OutputTokens != -250 || s.Remaining.OutputTokens >= 0 {
+	if s.Returned.OutputTokens != -255 || s.Remaining.OutputTokens >= 0 {
 		t.Fatalf("overage settlement = %+v, want output debt", s)
 	}
 	_, err = l.TryReserve(ctx, Amounts{1, 0, 1})
@@ -246,11 +248,12 @@ func TestWaitSleepsUntilAdmitted(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Wait: %v", err)
 	}
-	if waited := time.Since(start); waited < 40*time.Millisecond {
-		t.Fatalf("Wait admitted after %s, before the bucket could refill (50ms)", waited)
+	// One request and the admission margin (5 requests, a quarter second of refill).
+	if waited := time.Since(start); waited < 250*time.Millisecond {
+		t.Fatalf("Wait admitted after %s, before the bucket could refill (300ms)", waited)
 	}
-	if r.Remaining.Requests != 0 {
-		t.Fatalf("remaining requests = %d, want 0", r.Remaining.Requests)
+	if r.Remaining.Requests != 5 {
+		t.Fatalf("remaining requests = %d, want the margin of 5", r.Remaining.Requests)
 	}
 
 	// A deadline shorter than the needed wait fails at once with both errors.
@@ -286,9 +289,13 @@ func TestLimitsChangeTakesEffect(t *testing.T) {
 	if err := WritePoolConfig(ctx, srv.Client(), l.Pool(), PoolConfig{Limits: Limits{600, 60000, 100}}); err != nil {
 		t.Fatal(err)
 	}
-	// The first call, unsettled, still holds its 1 output token.
-	r := mustReserve(t, l, Amounts{0, 0, 99})
-	if r.Remaining.OutputTokens != 0 {
-		t.Fatalf("remaining output %d after lowering the limit to 100, want 0", r.Remaining.OutputTokens)
+	// The first call, unsettled, still holds its 1 output token; the admission margin
+	// keeps 0.42 more.
+	if _, err := l.TryReserve(ctx, Amounts{0, 0, 99}); err == nil {
+		t.Fatalf("admitted 99 output tokens of 99 available: no margin was kept")
+	}
+	r := mustReserve(t, l, Amounts{0, 0, 98})
+	if r.Remaining.OutputTokens != 1 {
+		t.Fatalf("remaining output %d after lowering the limit to 100, want 1", r.Remaining.OutputTokens)
 	}
 }

@@ -209,10 +209,9 @@ func TestCountersRecordWhatTheEstimatorsNeed(t *testing.T) {
 	if c, err := ReadCounters(ctx, rdb, pool, "ai/a"); err != nil || c.Known {
 		t.Fatalf("before any call: %+v, %v; want unknown", c, err)
 	}
-	for range 2 {
-		if _, err := mustReserve(t, l, Call(10, 10)).Settle(ctx, Actual{InputTokens: 5, OutputTokens: 5}); err != nil {
-			t.Fatal(err)
-		}
+	// One reservation of both requests (a call of 1 would leave the admission margin).
+	if _, err := mustReserve(t, l, Amounts{2, 10, 10}).Settle(ctx, Actual{InputTokens: 5, OutputTokens: 5}); err != nil {
+		t.Fatal(err)
 	}
 	// The pool is empty: an immediate refusal, then a wait that gives up.
 	if _, err := l.TryReserve(ctx, Call(10, 10)); !errors.Is(err, ErrRateLimited) {
@@ -255,9 +254,7 @@ func TestWaitRecordsTheTimeItWaited(t *testing.T) {
 	ctx := context.Background()
 	// 600 requests per minute: one every 100 ms once the bucket of 600 is spent.
 	srv, l := newTestPool(t, Limits{600, 1_000_000_000, 1_000_000_000}, Options{Workload: "ai/w", Pod: "w-1"})
-	for range 600 {
-		mustReserve(t, l, Call(1, 1))
-	}
+	mustReserve(t, l, Amounts{600, 1, 1})
 	start := time.Now()
 	for range 3 {
 		if _, err := l.Wait(ctx, Call(1, 1)); err != nil {
