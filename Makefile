@@ -82,6 +82,16 @@ SCENARIOS ?=
 bench-scenarios: envtest redis ## Run the closed-loop scenario lab (about 15 min; SCENARIOS=a,g picks some); report in bin/scenarios/.
 	CLAUDECAP_SCENARIOS=1 go test -count=1 -v -run '^TestScenarios$$' -timeout 40m ./hack/bench/closedloop/ -args -scenario '$(SCENARIOS)'
 
+# LIMITS picks rows of bench-limits: comma-separated regexps matched against row names
+# (scenario/limiter/mode[/headroom], e.g. LIMITS='long-streams/,steady-requests/claudecap/actual/100'); empty runs all.
+# LIMITS_JOBS is how many rows run at once (each has its own Redis, mock and proxies).
+LIMITS ?=
+LIMITS_JOBS ?= 3
+
+.PHONY: bench-limits
+bench-limits: redis ## Run the never-exceed suite (about 15 min; LIMITS=regexp,... picks rows); report in bin/limits/.
+	CLAUDECAP_LIMITS=1 go test -count=1 -v -run '^TestLimits$$' -parallel $(LIMITS_JOBS) -timeout 60m ./hack/bench/limits/ -args -rows '$(LIMITS)'
+
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME (default 20s) each.
 	@for pkg in $$(go list ./pkg/...); do \
