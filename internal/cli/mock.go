@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -36,6 +35,7 @@ type mockOptions struct {
 	seed           uint64
 	apiKeys        []string
 	catalog        string
+	timeouts       serverTimeouts
 }
 
 func newMockCommand() *cobra.Command { return mockCommand(&mockOptions{}) }
@@ -68,7 +68,10 @@ Examples:
 			if err != nil {
 				return err
 			}
-			return runMock(cmd.Context(), cmd, o.listen, cfg)
+			if err := o.timeouts.validate(); err != nil {
+				return err
+			}
+			return runMock(cmd.Context(), cmd, o.listen, o.timeouts, cfg)
 		},
 	}
 	f := cmd.Flags()
@@ -94,6 +97,7 @@ Examples:
 	f.Uint64Var(&o.seed, "seed", 1, "seed of latencies, output lengths and faults")
 	f.StringArrayVar(&o.apiKeys, "api-key", nil, "accept only this API key (repeatable; default: any key)")
 	f.StringVar(&o.catalog, "catalog", "", "model catalog file layered on the built-in one")
+	o.timeouts.addFlags(f)
 	return cmd
 }
 
@@ -160,8 +164,8 @@ func parseClassLimits(s string) (string, mockapi.Limits, error) {
 	return strings.TrimSpace(class), mockapi.Limits{RequestsPerMinute: n[0], InputTokensPerMinute: n[1], OutputTokensPerMinute: n[2]}, nil
 }
 
-// runMock serves the mock on addr until ctx ends.
-func runMock(ctx context.Context, cmd *cobra.Command, addr string, cfg mockapi.Config) error {
+// runMock serves the mock on addr, within timeouts, until ctx ends.
+func runMock(ctx context.Context, cmd *cobra.Command, addr string, timeouts serverTimeouts, cfg mockapi.Config) error {
 	srv, err := mockapi.New(cfg)
 	if err != nil {
 		return err
@@ -170,7 +174,7 @@ func runMock(ctx context.Context, cmd *cobra.Command, addr string, cfg mockapi.C
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", addr, err)
 	}
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	hs := timeouts.server(srv)
 	eff := srv.Config()
 	limits := "no rate limits"
 	if eff.Tier != "" {

@@ -125,3 +125,26 @@ func TestMockCommandServes(t *testing.T) {
 		t.Fatal("command did not stop after cancel")
 	}
 }
+
+// Slow clients are cut off by the timeouts the flags set.
+func TestMockServerCutsSlowClients(t *testing.T) {
+	o := &mockOptions{}
+	cmd := mockCommand(o)
+	cmd.SetArgs([]string{"--listen", "127.0.0.1:0", "--read-header-timeout", "300ms", "--read-timeout", "600ms", "--idle-timeout", "300ms"})
+	out := &syncBuffer{}
+	cmd.SetOut(out)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- cmd.ExecuteContext(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("the mock ended with %v", err)
+		}
+	})
+	addr := waitForAddr(t, out, "listening on ", done)
+	if want := (serverTimeouts{readHeader: 300 * time.Millisecond, read: 600 * time.Millisecond, idle: 300 * time.Millisecond, writeIdle: 2 * time.Minute}); o.timeouts != want {
+		t.Errorf("flags set %+v, want %+v", o.timeouts, want)
+	}
+	assertSlowClientsCut(t, addr, "/v1/messages")
+}

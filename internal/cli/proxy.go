@@ -48,6 +48,10 @@ type proxyOptions struct {
 	redisDB         int
 	redisTLS        bool
 	logLevel        string
+	allowedHosts    []string
+	allowedOrigins  []string
+	allowPrefixes   []string
+	timeouts        serverTimeouts
 }
 
 func newProxyCommand() *cobra.Command { return proxyCommand(&proxyOptions{}) }
@@ -69,12 +73,19 @@ rate_limit_error with retry-after (and x-claudecap-limited), or waits up to
 --wait. Upstream anthropic-ratelimit-* headers and 429/529 counts are published
 to the pool state the controller reads.
 
-/healthz, /readyz and /metrics are served on --ops-listen and on --listen.
+Only requests naming a loopback Host (or an --allowed-host) and carrying no
+Origin header (or an --allowed-origin) are served, on plain /v1/ paths. With an
+injected key only POST /v1/messages, POST /v1/messages/count_tokens, GET
+/v1/models and GET /v1/models/{id} are served, plus any --allow-path-prefix.
+
+/healthz, /readyz and /metrics are served on --ops-listen (which checks no
+Host: probes use the pod IP) and on --listen. /readyz is 200 once Redis
+answers and the pool calls draw from is configured by the controller.
 
 Examples:
   claudecap proxy --organization acme-prod --workload ai/summarizer --redis-addr redis:6379
-  claudecap proxy --organization acme-prod --api-key-file /var/run/secrets/anthropic/key --wait 30s
-  claudecap proxy --organization dev --upstream http://127.0.0.1:8080 --class sonnet-4`,
+  claudecap proxy --organization acme-prod --workload ai/summarizer --api-key-file /var/run/secrets/anthropic/key --wait 30s
+  claudecap proxy --organization dev --workload dev/local --upstream http://127.0.0.1:8080 --class sonnet-4`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := o.config(os.Getenv)
@@ -95,7 +106,8 @@ Examples:
 	f.StringVar(&o.opsListen, "ops-listen", proxy.DefaultOpsListenAddr, `address of /metrics, /healthz and /readyz ("" to serve them on --listen only)`)
 	f.StringVar(&o.upstream, "upstream", proxy.DefaultUpstream, "the API every call is forwarded to")
 	f.StringVar(&o.organization, "organization", "", "organization of the rate-limit pools (as in the ClaudeCapacity spec); required")
-	f.StringVar(&o.workload, "workload", "", "workload (<namespace>/<name>) whose usage is recorded for the controller")
+	f.StringVar(&o.workload, "workload", "",
+		"workload (<namespace>/<name> of the ClaudeCapacity) whose usage is recorded and whose allocation local-share splits; required")
 	f.StringVar(&o.pod, "pod", "", "this pod's name among the workload's active pods (default: host name)")
 	f.StringVar(&o.class, "class", "", "pin every call to this model class's pool (default: the class of the request's model)")
 	f.StringVar(&o.catalog, "catalog", "", "model catalog file layered on the built-in one")
@@ -116,6 +128,16 @@ Examples:
 	f.IntVar(&o.redisDB, "redis-db", 0, "Redis database number")
 	f.BoolVar(&o.redisTLS, "redis-tls", false, "connect to Redis over TLS")
 	f.StringVar(&o.logLevel, "log-level", "info", `"debug" (one line per call), "info", "warn" or "error"`)
+	f.StringSliceVar(&o.allowPrefixes, "allow-path-prefix", nil,
+		"with an injected key, also serve this path prefix and the paths below it, any method, unmetered "+
+			"(e.g. /v1/messages/batches; repeatable or comma-separated). "+
+			"Without it an injected key serves only POST /v1/messages, POST /v1/messages/count_tokens, GET /v1/models and GET /v1/models/{id}")
+	f.StringSliceVar(&o.allowedHosts, "allowed-host", nil,
+		"also answer requests whose Host is this name or IP, any port "+
+			"(default: loopback names and addresses only, which stops DNS rebinding; repeatable or comma-separated)")
+	f.StringSliceVar(&o.allowedOrigins, "allowed-origin", nil,
+		"serve browser requests from this origin (scheme://host[:port]; repeatable or comma-separated); requests with any other Origin header get 403")
+	o.timeouts.addFlags(f)
 	return cmd
 }
 
@@ -132,12 +154,28 @@ func (o *proxyOptions) config(getenv func(string) string) (proxy.Config, error) 
 		RequestTimeout:        o.requestTimeout,
 		StreamIdleTimeout:     o.streamIdle,
 		PublishInterval:       o.publishInterval,
+		AllowedPathPrefixes:   o.allowPrefixes,
+		AllowedHosts:          o.allowedHosts,
+		AllowedOrigins:        o.allowedOrigins,
 	}
 	if o.organization == "" {
 		return cfg, errors.New("--organization is required: it names the rate-limit pools shared with the controller")
 	}
+	// Without a workload the local-share policy gives every pod the whole
+	// pool while Redis is down, and the controller counts the pool's own
+	// traffic as usage by others.
+	if o.workload == "" {
+		return cfg, errors.New("--workload is required with --organization: name the ClaudeCapacity as <namespace>/<name>, " +
+			"so that usage is recorded for it and each pod's local share is its part of the workload's allocation")
+	}
+	if err := ratelimit.ValidateWorkload(o.workload); err != nil {
+		return cfg, fmt.Errorf("--workload: %w", err)
+	}
 	if o.maxWait < 0 || o.maxBodyBytes <= 0 {
 		return cfg, errors.New("--wait must not be negative and --max-body-bytes must be positive")
+	}
+	if err := o.timeouts.validate(); err != nil {
+		return cfg, err
 	}
 	if _, err := o.level(); err != nil {
 		return cfg, err
@@ -203,7 +241,8 @@ func (o *proxyOptions) limiter(getenv func(string) string) (*redis.Client, proxy
 	}
 	rdb := redis.NewClient(opts)
 	lim, err := proxy.NewRedisLimiter(rdb, ratelimit.Options{
-		Pool:          ratelimit.PoolKey{Organization: o.organization},
+		// The class, when pinned, is the pool /readyz checks.
+		Pool:          ratelimit.PoolKey{Organization: o.organization, Class: o.class},
 		Workload:      o.workload,
 		Pod:           o.pod,
 		Lease:         o.lease,
@@ -237,11 +276,11 @@ func runProxy(ctx context.Context, out io.Writer, o *proxyOptions, cfg proxy.Con
 	if err != nil {
 		return err
 	}
-	servers := []*http.Server{{Handler: p.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}}
+	servers := []*http.Server{o.timeouts.server(p.Handler())}
 	listeners := []net.Listener{}
 	addrs := []string{o.listen}
 	if o.opsListen != "" {
-		servers = append(servers, &http.Server{Handler: p.OpsHandler(), ReadHeaderTimeout: 10 * time.Second})
+		servers = append(servers, o.timeouts.server(p.OpsHandler()))
 		addrs = append(addrs, o.opsListen)
 	}
 	for _, a := range addrs {

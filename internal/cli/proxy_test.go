@@ -3,12 +3,16 @@ package cli
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +23,7 @@ import (
 
 	"github.com/claudecap/claudecap/internal/testutil/redistest"
 	"github.com/claudecap/claudecap/pkg/mockapi"
+	"github.com/claudecap/claudecap/pkg/proxy"
 	"github.com/claudecap/claudecap/pkg/ratelimit"
 )
 
@@ -30,8 +35,9 @@ func TestProxyFlagsToConfig(t *testing.T) {
 	o := &proxyOptions{}
 	cmd := proxyCommand(o)
 	if err := cmd.Flags().Parse([]string{
-		"--organization", "acme", "--wait", "3s", "--coalesce", "--class", "opus-4", "--api-key-file", keyFile,
+		"--organization", "acme", "--workload", "ai/summarizer", "--wait", "3s", "--coalesce", "--class", "opus-4", "--api-key-file", keyFile,
 		"--max-body-bytes", "1000", "--upstream", "http://127.0.0.1:9", "--publish-interval", "0",
+		"--allow-path-prefix", "/v1/messages/batches,/v1/files", "--allowed-host", "proxy.internal", "--allowed-origin", "https://tool.example",
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -42,6 +48,10 @@ func TestProxyFlagsToConfig(t *testing.T) {
 	if cfg.MaxWait != 3*time.Second || !cfg.Coalesce || cfg.Class != "opus-4" || string(cfg.APIKey) != "sk-ant-from-file" ||
 		cfg.MaxBodyBytes != 1000 || cfg.Upstream != "http://127.0.0.1:9" || cfg.PublishInterval != -1 {
 		t.Errorf("config %+v", cfg)
+	}
+	if !slices.Equal(cfg.AllowedPathPrefixes, []string{"/v1/messages/batches", "/v1/files"}) ||
+		!slices.Equal(cfg.AllowedHosts, []string{"proxy.internal"}) || !slices.Equal(cfg.AllowedOrigins, []string{"https://tool.example"}) {
+		t.Errorf("allowlists %q %q %q", cfg.AllowedPathPrefixes, cfg.AllowedHosts, cfg.AllowedOrigins)
 	}
 	o.apiKeyFile, o.apiKeyEnv = "", "MY_KEY"
 	cfg, err = o.config(func(name string) string {
@@ -66,15 +76,20 @@ func TestProxyFlagErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{}, "--organization is required"},
-		{[]string{"--organization", "acme", "--api-key-file", twoLines}, "one non-empty line"},
-		{[]string{"--organization", "acme", "--api-key-file", filepath.Join(dir, "missing")}, "reading the API key file"},
-		{[]string{"--organization", "acme", "--api-key-env", "CLAUDECAP_TEST_UNSET_KEY"}, "holds no API key"},
-		{[]string{"--organization", "acme", "--api-key-env", "X", "--api-key-file", twoLines}, "exclusive"},
-		{[]string{"--organization", "acme", "--on-redis-unavailable", "pray"}, "fail-closed or local-share"},
-		{[]string{"--organization", "acme", "--log-level", "chatty"}, "--log-level"},
-		{[]string{"--organization", "acme", "--wait", "-1s"}, "--wait"},
-		{[]string{"--organization", "no spaces allowed"}, "invalid pool organization"},
-		{[]string{"--organization", "acme", "--upstream", "ftp://x"}, "scheme"},
+		{[]string{"--organization", "acme"}, "--workload is required"},
+		{[]string{"--organization", "acme", "--workload", "ai/x", "--api-key-file", twoLines}, "one non-empty line"},
+		{[]string{"--organization", "acme", "--workload", "ai/x", "--api-key-file", filepath.Join(dir, "missing")}, "reading the API key file"},
+		{[]string{"--organization", "acme", "--workload", "ai/x", "--api-key-env", "CLAUDECAP_TEST_UNSET_KEY"}, "holds no API key"},
+		{[]string{"--organization", "acme", "--workload", "ai/x", "--api-key-env", "X", "--api-key-file", twoLines}, "exclusive"},
+		{[]string{"--organization", "acme", "--workload", "ai/x", "--on-redis-unavailable", "pray"}, "fail-closed or local-share"},
+		{[]string{"--organization", "acme", "--workload", "ai/x", "--log-level", "chatty"}, "--log-level"},
+		{[]string{"--organization", "acme", "--workload", "ai/x", "--wait", "-1s"}, "--wait"},
+		{[]string{"--organization", "no spaces allowed", "--workload", "ai/x"}, "invalid pool organization"},
+		{[]string{"--organization", "acme", "--workload", "no spaces"}, "invalid workload name"},
+		{[]string{"--organization", "acme", "--workload", "ai/x", "--upstream", "ftp://x"}, "scheme"},
+		{[]string{"--organization", "acme", "--workload", "ai/x", "--read-timeout", "0"}, "must be positive"},
+		{[]string{"--organization", "acme", "--workload", "ai/x", "--allowed-host", "http://x"}, "allowed host"},
+		{[]string{"--organization", "acme", "--workload", "ai/x", "--allow-path-prefix", "/v1/files/"}, "allowed path prefix"},
 	} {
 		cmd := newProxyCommand()
 		var stderr bytes.Buffer
@@ -190,5 +205,98 @@ func TestProxyCommandServes(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), realKey) || strings.Contains(logs.String(), "sk-ant-worker-wrong") || !strings.Contains(logs.String(), "call finished") {
 		t.Errorf("logs leak a key or lack the call:\n%s", logs.String())
+	}
+}
+
+// stubLimiter admits everything and counts settlements.
+type stubLimiter struct{ settled chan ratelimit.Actual }
+
+func (s *stubLimiter) TryReserve(context.Context, string, ratelimit.Amounts) (proxy.Reservation, error) {
+	return stubReservation{s}, nil
+}
+
+func (s *stubLimiter) Wait(ctx context.Context, class string, cost ratelimit.Amounts) (proxy.Reservation, error) {
+	return s.TryReserve(ctx, class, cost)
+}
+
+func (*stubLimiter) RecordUpstream(context.Context, string, ratelimit.Upstream) error { return nil }
+
+func (*stubLimiter) RecordUpstreamErrors(context.Context, string, ratelimit.UsageSample) error {
+	return nil
+}
+
+func (*stubLimiter) Ready(context.Context) error { return nil }
+
+type stubReservation struct{ s *stubLimiter }
+
+func (r stubReservation) Settle(_ context.Context, used ratelimit.Actual) error {
+	r.s.settled <- used
+	return nil
+}
+
+func (stubReservation) Cancel(context.Context) error { return nil }
+
+// startProxyCommand runs runProxy with o (listening on loopback, ops on the
+// API listener) in front of upstream until the test ends; it returns the
+// API address.
+func startProxyCommand(t *testing.T, o *proxyOptions, upstream string, lim proxy.Limiter) string {
+	t.Helper()
+	o.listen, o.opsListen = "127.0.0.1:0", ""
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &proxyLogBuffer{}
+	done := make(chan error, 1)
+	cfg := proxy.Config{Upstream: upstream, Logger: slog.New(slog.DiscardHandler), SettleTimeout: time.Second}
+	go func() { done <- runProxy(ctx, out, o, cfg, lim) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("the proxy ended with %v", err)
+		}
+	})
+	return waitForAddr(t, out, "listening on ", done)
+}
+
+// Slow clients are cut off by the timeouts the options set.
+func TestProxyServerCutsSlowClients(t *testing.T) {
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"data":[]}`)
+	}))
+	defer upstream.Close()
+	addr := startProxyCommand(t, &proxyOptions{timeouts: shortTimeouts}, upstream.URL, &stubLimiter{settled: make(chan ratelimit.Actual, 10)})
+	assertSlowClientsCut(t, addr, "/v1/messages")
+}
+
+// A client that stops reading a stream is cut off after --write-idle-timeout:
+// the call is settled and the upstream released, while a stream that keeps
+// flowing has no overall write timeout.
+func TestProxyServerCutsClientsThatStopReading(t *testing.T) {
+	event := "event: content_block_delta\ndata: " + strings.Repeat("x", 32<<10) + "\n\n"
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		for range 8 << 10 { // 256 MiB at most: far more than socket buffers hold
+			if _, err := io.WriteString(w, event); err != nil {
+				return
+			}
+		}
+	}))
+	defer upstream.Close()
+	lim := &stubLimiter{settled: make(chan ratelimit.Actual, 10)}
+	addr := startProxyCommand(t, &proxyOptions{timeouts: shortTimeouts}, upstream.URL, lim)
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close() }()
+	body := `{"model":"claude-sonnet-4-5","max_tokens":10,"stream":true,"messages":[{"role":"user","content":"hi"}]}`
+	_, err = fmt.Fprintf(conn, "POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Api-Key: k\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The client never reads.
+	select {
+	case <-lim.settled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a client that stopped reading still holds its call after 10 s (--write-idle-timeout 500ms)")
 	}
 }

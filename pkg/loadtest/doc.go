@@ -18,7 +18,8 @@
 //   - summary.go and html.go render a Report as text or as a self-contained
 //     HTML page with inline SVG charts.
 //
-// Only runner.go and sdksender.go do I/O. The runner talks to a Sender, so
-// the generator's timing can be tested against a trivial local handler while
-// the real Sender goes through the official anthropic-sdk-go client.
+// Only runner.go, sdksender.go and the real-API guard's probe (safety.go) do
+// I/O. The runner talks to a Sender, so the generator's timing can be tested
+// against a trivial local handler while the real Sender goes through the
+// official anthropic-sdk-go client.
 package loadtest

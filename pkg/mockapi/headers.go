@@ -7,6 +7,12 @@ import (
 	"time"
 )
 
+// HeaderMock is set to "1" on every response of the mock, whatever its
+// status or path, so that a client (the load tester's real-API guard) can
+// tell the mock, or a claudecap proxy in front of it, which passes upstream
+// headers through, from Anthropic's API or a gateway to it.
+const HeaderMock = "X-Claudecap-Mock"
+
 // Header names in canonical form, assigned to the header map directly to
 // skip canonicalization on every response.
 //
@@ -39,6 +45,7 @@ var (
 	valEventStream = []string{"text/event-stream; charset=utf-8"}
 	valNoCache     = []string{"no-cache"}
 	valTrue        = []string{"true"}
+	valMock        = []string{"1"}
 )
 
 // roundThousand rounds a token count to the nearest thousand, as the API

@@ -117,10 +117,12 @@ func (s *Server) Config() Config { return s.cfg }
 
 func (s *Server) nowMicros() int64 { return s.cfg.Clock.Now().UnixMicro() }
 
-// ServeHTTP routes a request. Every response carries a request-id.
+// ServeHTTP routes a request. Every response carries a request-id and
+// HeaderMock.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rc := requestContext{id: s.newID("req_"), w: w, r: r}
 	w.Header()[hdrRequestID] = []string{rc.id}
+	w.Header()[HeaderMock] = valMock
 	path := r.URL.Path
 	switch {
 	case path == "/v1/messages":

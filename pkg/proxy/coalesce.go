@@ -78,11 +78,15 @@ func (p *Proxy) roundTripBuffered(r *http.Request, body []byte, c *call) *buffer
 		return &bufferedResponse{own: &answer{Status: http.StatusInternalServerError, Type: errAPI, Message: msgBuildFailed}}
 	}
 	resp, err := p.client.Do(out)
+	if err == nil {
+		err = checkStatus(resp) // A status outside 100-599 is no response at all.
+	}
 	if err != nil {
 		p.metrics.upstreamStatus(0)
 		p.finish(c, outcome{Sent: !neverSent(err)}, nil)
 		p.log.Warn("upstream request failed", "class", c.class, "error", err)
-		return &bufferedResponse{own: &answer{Status: http.StatusBadGateway, Type: errAPI, Message: msgUnreachable}}
+		a := failedUpstreamAnswer(err)
+		return &bufferedResponse{own: &a}
 	}
 	defer func() { _ = resp.Body.Close() }()
 	p.metrics.upstreamStatus(resp.StatusCode)

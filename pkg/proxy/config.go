@@ -67,6 +67,27 @@ type Config struct {
 	// (x-api-key is set, Authorization removed). When empty the worker's own
 	// x-api-key or Authorization header is passed through.
 	APIKey APIKey
+	// AllowedPathPrefixes widens what is served while APIKey is injected.
+	// With an injected key the proxy serves only POST /v1/messages, POST
+	// /v1/messages/count_tokens, GET /v1/models and GET /v1/models/{id}: any
+	// other route would spend the organization's key on behalf of whoever
+	// reaches the listener (files, batches, legacy completions). Each prefix
+	// (a clean path under /v1/, such as "/v1/messages/batches") serves
+	// itself and every path below it, any method, unmetered. Without APIKey
+	// every clean /v1/ path passes with the worker's own key and this is
+	// ignored.
+	AllowedPathPrefixes []string
+	// AllowedHosts are the host names or IP addresses (any port) that the
+	// API listener answers besides loopback ones (localhost, 127.0.0.0/8,
+	// ::1). A request naming any other Host gets 403: that is what stops a
+	// web page from reaching a proxy on a workstation by DNS rebinding.
+	// The ops listener (OpsHandler) checks no Host: probes use the pod IP.
+	AllowedHosts []string
+	// AllowedOrigins are the browser origins ("https://tool.example", with
+	// a port when not the default) whose requests are served; any request
+	// with an Origin header not listed gets 403. SDK clients outside a
+	// browser send no Origin. Default: none.
+	AllowedOrigins []string
 	// Class pins every request to one pool's model class. When empty the
 	// class comes from the request's model through Catalog.
 	Class string
@@ -103,6 +124,9 @@ type Config struct {
 	// Logger receives one line per proxied call (debug) and problems (warn).
 	// Default slog.Default().
 	Logger *slog.Logger
+
+	// guard is the allowlists above, checked and normalized by withDefaults.
+	guard guard
 }
 
 // withDefaults fills unset fields and checks the rest; it returns the parsed
@@ -134,6 +158,9 @@ func (c Config) withDefaults() (Config, *url.URL, error) {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.guard, err = newGuard(c); err != nil {
+		return c, nil, err
 	}
 	return c, u, nil
 }

@@ -48,7 +48,8 @@ func TestRemainingHeadersKeepThePoolBelowTheAPI(t *testing.T) {
 			t.Fatalf("call: %v", err)
 		}
 	}
-	if byAPI != 0 || ok < 4 || ok > 5 || byProxy != 10-ok {
-		t.Fatalf("%d admitted, %d refused by the proxy, %d refused by the API; want the 4 the API had left admitted and no upstream 429", ok, byProxy, byAPI)
+	// The API had 4 left; the pool keeps its admission margin, so it admits 3 or 4.
+	if byAPI != 0 || ok < 3 || ok > 4 || byProxy != 10-ok {
+		t.Fatalf("%d admitted, %d refused by the proxy, %d refused by the API; want what the API had left admitted and no upstream 429", ok, byProxy, byAPI)
 	}
 }

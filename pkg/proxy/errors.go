@@ -24,6 +24,12 @@ const (
 	HeaderLimited = "X-Claudecap-Limited"
 )
 
+// Retry headers of the proxy's 429s, as the API sends them.
+const (
+	headerRetryAfter   = "Retry-After"
+	headerRetryAfterMs = "Retry-After-Ms"
+)
+
 // Anthropic error types the proxy answers with.
 const (
 	errInvalidRequest  = "invalid_request_error"
@@ -127,17 +133,18 @@ func retryAfterSeconds(d time.Duration) int64 {
 }
 
 // admissionAnswer turns an admission error into the answer for the client;
-// ok is false when the client is gone and nothing should be written.
+// ok is false when the client is gone and nothing should be written. Only a
+// cost above the organization's own limit (an *overLimitError) is final; a
+// cost above the pool's budget alone is retryable, since the budget comes
+// back when the traffic that lowered it fades.
 func admissionAnswer(err error, clientErr error) (a answer, ok bool) {
 	var rl *ratelimit.RateLimitedError
+	var over *overLimitError
 	switch {
+	case errors.As(err, &over):
+		return overLimitAnswer(over), true
 	case errors.As(err, &rl) && rl.TooLarge:
-		return answer{
-			Status: http.StatusTooManyRequests, Type: errRateLimit,
-			Message: fmt.Sprintf("claudecap proxy: this request's %s exceed the capacity of pool %s; it can never be admitted under the current limits",
-				dimensionWords(rl.Binding), rl.Pool),
-			Header: map[string]string{HeaderLimited: dimensionHeader(rl.Binding), "X-Should-Retry": "false"},
-		}, true
+		return budgetDipAnswer(rl), true
 	case errors.As(err, &rl):
 		wait := rl.RetryAfter()
 		return answer{
@@ -145,9 +152,9 @@ func admissionAnswer(err error, clientErr error) (a answer, ok bool) {
 			Message: fmt.Sprintf("claudecap proxy: pool %s has no room in %s for this request; retry in %s",
 				rl.Pool, dimensionWords(rl.Binding), wait.Round(time.Millisecond)),
 			Header: map[string]string{
-				HeaderLimited:    dimensionHeader(rl.Binding),
-				"Retry-After":    strconv.FormatInt(retryAfterSeconds(wait), 10),
-				"Retry-After-Ms": strconv.FormatInt(max(1, wait.Milliseconds()), 10),
+				HeaderLimited:      dimensionHeader(rl.Binding),
+				headerRetryAfter:   strconv.FormatInt(retryAfterSeconds(wait), 10),
+				headerRetryAfterMs: strconv.FormatInt(max(1, wait.Milliseconds()), 10),
 			},
 		}, true
 	case clientErr != nil:
@@ -158,7 +165,7 @@ func admissionAnswer(err error, clientErr error) (a answer, ok bool) {
 		return answer{
 			Status: http.StatusTooManyRequests, Type: errRateLimit,
 			Message: "claudecap proxy: no room in the pool within the wait bound",
-			Header:  map[string]string{"Retry-After": "1"},
+			Header:  map[string]string{headerRetryAfter: "1"},
 		}, true
 	case errors.Is(err, ratelimit.ErrPoolNotConfigured):
 		return answer{Status: http.StatusServiceUnavailable, Type: errAPI,
@@ -168,5 +175,37 @@ func admissionAnswer(err error, clientErr error) (a answer, ok bool) {
 			Message: "claudecap proxy: the shared rate limiter is unavailable, refusing calls to protect the organization's limits"}, true
 	default:
 		return answer{Status: http.StatusInternalServerError, Type: errAPI, Message: "claudecap proxy: admission failed: " + err.Error()}, true
+	}
+}
+
+// budgetDipAnswer refuses a call whose cost is above the pool's budget but
+// not known to be above the organization's limit: a 429 like any other, which
+// SDKs retry after retry-after.
+func budgetDipAnswer(rl *ratelimit.RateLimitedError) answer {
+	return answer{
+		Status: http.StatusTooManyRequests, Type: errRateLimit,
+		Message: fmt.Sprintf("claudecap proxy: the budget of pool %s is below this request's %s for now "+
+			"(it is lowered while others use the organization); retry in %s", rl.Pool, dimensionWords(rl.Binding), dipRetryAfter),
+		Header: map[string]string{
+			HeaderLimited:      dimensionHeader(rl.Binding),
+			headerRetryAfter:   strconv.FormatInt(retryAfterSeconds(dipRetryAfter), 10),
+			headerRetryAfterMs: strconv.FormatInt(dipRetryAfter.Milliseconds(), 10),
+		},
+	}
+}
+
+// overLimitAnswer refuses a call the API would refuse too, for good: 400
+// invalid_request_error, as the API answers a request it can never serve
+// (413 is for bytes), and x-should-retry: false so SDKs do not retry it.
+func overLimitAnswer(e *overLimitError) answer {
+	what := dimensionWords(e.Dimension)
+	if e.Dimension == ratelimit.InputTokens {
+		what = "input tokens (the proxy's conservative estimate)"
+	}
+	return answer{
+		Status: http.StatusBadRequest, Type: errInvalidRequest,
+		Message: fmt.Sprintf("claudecap proxy: this request's %d %s exceed the organization's limit of %d %s per minute for the %s models; "+
+			"it can never be admitted. Reduce the request (prompt, documents, max_tokens) to fit.", e.Cost, what, e.Limit, dimensionWords(e.Dimension), e.Class),
+		Header: map[string]string{HeaderLimited: dimensionHeader(e.Dimension), "X-Should-Retry": "false"},
 	}
 }

@@ -14,6 +14,7 @@ import (
 // as decideSettlement says and publishes what the upstream headers reported.
 // h is the upstream response's header (nil when none came); it is only read.
 func (p *Proxy) finish(c *call, o outcome, h http.Header) {
+	p.static.observe(c.class, h)
 	s := decideSettlement(c.cost, o)
 	var u ratelimit.Upstream
 	var parseErr error

@@ -4,11 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/textproto"
-	"path"
 	"strings"
 	"time"
 )
@@ -79,12 +79,6 @@ func isHopHeader(k string, named []string) bool {
 	return false
 }
 
-// validAPIPath accepts clean paths under /v1/ only: nothing else of the
-// upstream is reachable through the proxy.
-func validAPIPath(p string) bool {
-	return strings.HasPrefix(p, "/v1/") && path.Clean(p) == p
-}
-
 // credentials returns the key the call is made with (for coalescing) and
 // whether there is one at all.
 func (p *Proxy) credentials(h http.Header) (string, bool) {
@@ -101,10 +95,16 @@ func (p *Proxy) credentials(h http.Header) (string, bool) {
 }
 
 // upstreamRequest builds the request to the fixed upstream: only the path
-// and query of the client's request are used, never its host.
+// and query of the client's request are used, never its host. The path is
+// sent exactly as the metering decision saw it: plain (see plainPath), so
+// its escaped and decoded forms are the same bytes.
 func (p *Proxy) upstreamRequest(ctx context.Context, r *http.Request, body io.Reader, length int64) (*http.Request, error) {
+	if !plainPath(r.URL) {
+		return nil, errUnplainPath
+	}
 	target := *p.upstream
 	target.Path = p.upstream.Path + r.URL.Path
+	target.RawPath = ""
 	target.RawQuery = r.URL.RawQuery
 	out, err := http.NewRequestWithContext(ctx, r.Method, target.String(), body)
 	if err != nil {
@@ -124,6 +124,24 @@ func (p *Proxy) upstreamRequest(ctx context.Context, r *http.Request, body io.Re
 	return out, nil
 }
 
+// errMalformedStatus is an upstream response whose status is no HTTP
+// status: it cannot be passed on (net/http panics on a status below 100)
+// and says nothing about what the API did.
+var errMalformedStatus = errors.New("upstream answered with a status outside 100-599")
+
+// checkStatus turns a response with a malformed status into an error,
+// closing its body.
+func checkStatus(resp *http.Response) error {
+	if validStatus(resp.StatusCode) {
+		return nil
+	}
+	_ = resp.Body.Close()
+	return fmt.Errorf("%w: %d", errMalformedStatus, resp.StatusCode)
+}
+
+// validStatus reports whether an upstream status can be passed on.
+func validStatus(code int) bool { return code >= 100 && code <= 599 }
+
 // neverSent reports whether a round-trip error happened before any byte of
 // the request could reach the API (the connection was never made).
 func neverSent(err error) bool {
@@ -133,4 +151,17 @@ func neverSent(err error) bool {
 	}
 	var dns *net.DNSError
 	return errors.As(err, &dns)
+}
+
+// failedUpstreamAnswer is the client's answer when the upstream gave no
+// valid response: 504 on a timeout, 502 otherwise.
+func failedUpstreamAnswer(err error) answer {
+	var ne net.Error
+	switch {
+	case errors.Is(err, errMalformedStatus):
+		return answer{Status: http.StatusBadGateway, Type: errAPI, Message: "claudecap proxy: the upstream API sent a malformed response"}
+	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
+		return answer{Status: http.StatusGatewayTimeout, Type: "timeout_error", Message: "claudecap proxy: the upstream API did not answer in time"}
+	}
+	return answer{Status: http.StatusBadGateway, Type: errAPI, Message: msgUnreachable}
 }

@@ -51,8 +51,9 @@ type RedisLimiter struct {
 	pools sync.Map // class -> *ratelimit.Limiter
 }
 
-// NewRedisLimiter returns a limiter for the organization in base.Pool; the
-// class of base.Pool is ignored (each request names its own). base.Workload,
+// NewRedisLimiter returns a limiter for the organization in base.Pool. Each
+// request names its own class; the class of base.Pool, when set, is the
+// pinned class whose pool readiness checks. base.Workload,
 // when set, is the workload whose usage settlements and upstream errors are
 // recorded under.
 func NewRedisLimiter(rdb redis.UniversalClient, base ratelimit.Options) (*RedisLimiter, error) {
@@ -144,14 +145,30 @@ func (l *RedisLimiter) RecordUpstreamErrors(ctx context.Context, class string, s
 	return ratelimit.RecordUsage(ctx, l.rdb, l.poolKey(class), l.base.Workload, l.base.Pod, s)
 }
 
-// Ready implements Limiter: Redis answers PING, or the LocalShare policy
-// decides locally while it does not.
+// Ready implements Limiter: a call could be admitted now. Redis must
+// answer (unless the LocalShare policy decides locally while it does not)
+// and the pool calls draw from must be configured, or every call would be
+// refused with ErrPoolNotConfigured until the controller writes its limits.
+// The pool is that of base.Pool.Class when set (the class the proxy pins);
+// with no class pinned, calls go to the class of their model, so any pool of
+// the organization, among the built-in classes and those already used,
+// will do.
 func (l *RedisLimiter) Ready(ctx context.Context) error {
-	err := l.rdb.Ping(ctx).Err()
-	if err == nil || l.base.OnUnavailable == ratelimit.LocalShare {
-		return nil
+	if err := l.rdb.Ping(ctx).Err(); err != nil {
+		if l.base.OnUnavailable == ratelimit.LocalShare {
+			return nil
+		}
+		return fmt.Errorf("%w: %w", ratelimit.ErrUnavailable, err)
 	}
-	return fmt.Errorf("%w: %w", ratelimit.ErrUnavailable, err)
+	classes := []string{l.base.Pool.Class}
+	if l.base.Pool.Class == "" {
+		classes = builtinClasses()
+		l.pools.Range(func(class, _ any) bool {
+			classes = append(classes, class.(string)) //nolint:forcetypeassert // the map's keys are classes.
+			return true
+		})
+	}
+	return anyPoolConfigured(ctx, l.rdb, l.base.Pool.Organization, classes)
 }
 
 // redisReservation adapts *ratelimit.Reservation to Reservation.

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"time"
@@ -36,6 +35,7 @@ type Proxy struct {
 	metricsH  http.Handler
 	log       *slog.Logger
 	flights   singleflight.Group
+	static    staticLimits // the organization's limits, learned from responses
 	work      *background
 	publish   publishThrottle
 }
@@ -97,11 +97,13 @@ type call struct {
 	waited          time.Duration
 }
 
-// ServeHTTP proxies one API request. Only clean paths under /v1/ are served;
-// the upstream is always the configured one.
+// ServeHTTP proxies one API request. Only requests the guard admits are
+// served (an allowed Host and Origin, a plain path under /v1/ and, with an
+// injected key, an allowed route); the upstream is always the configured
+// one. POST /v1/messages, spelled exactly so, is the one metered route.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !validAPIPath(r.URL.Path) {
-		answer{Status: http.StatusNotFound, Type: errNotFound, Message: "Not Found"}.write(w)
+	if a, ok := p.admits(r); !ok {
+		a.write(w)
 		return
 	}
 	if r.ContentLength > p.cfg.MaxBodyBytes {
@@ -138,7 +140,7 @@ func (p *Proxy) serveMessages(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	req, err := parseMessagesRequest(body)
+	req, inputTokens, err := scanMessagesRequest(body)
 	if err == nil {
 		c.class, c.cacheReadsCount, err = p.classOf(req.Model)
 	}
@@ -146,7 +148,7 @@ func (p *Proxy) serveMessages(w http.ResponseWriter, r *http.Request) {
 		answer{Status: http.StatusBadRequest, Type: errInvalidRequest, Message: err.Error()}.write(w)
 		return
 	}
-	c.cost = ratelimit.Call(EstimateInputTokens(body), req.MaxTokens)
+	c.cost = ratelimit.Call(inputTokens, req.MaxTokens)
 	if p.cfg.Coalesce && !req.Stream {
 		p.serveCoalesced(w, r, body, c)
 		return
@@ -185,18 +187,13 @@ func (p *Proxy) classOf(model string) (class string, cacheReadsCount bool, err e
 	return string(m.Class), m.CacheReadsCountTowardITPM, nil
 }
 
-// admit reserves c.cost, waiting up to MaxWait when waiting is on. When it
-// fails, the answer for the client comes back (Status 0: the client left).
+// admit reserves c.cost, waiting up to MaxWait when waiting is on (see
+// reserve). When it fails, the answer for the client comes back (Status 0:
+// the client left).
 func (p *Proxy) admit(ctx context.Context, c *call) (answer, bool) {
 	start := time.Now()
 	var err error
-	if p.cfg.MaxWait > 0 {
-		wctx, cancel := context.WithTimeout(ctx, p.cfg.MaxWait)
-		c.res, err = p.limiter.Wait(wctx, c.class, c.cost)
-		cancel()
-	} else {
-		c.res, err = p.limiter.TryReserve(ctx, c.class, c.cost)
-	}
+	c.res, err = p.reserve(ctx, c)
 	c.waited = time.Since(start)
 	p.metrics.waited.WithLabelValues(c.class).Observe(c.waited.Seconds())
 	if err == nil {
@@ -217,11 +214,15 @@ func (p *Proxy) admit(ctx context.Context, c *call) (answer, bool) {
 	return a, false
 }
 
+// countRefusal counts a refused call. Only a cost above the organization's
+// limit is too_large; one above the pool's budget alone is no_room, like a
+// full pool: both pass with time.
 func (p *Proxy) countRefusal(class string, err error) {
 	var rl *ratelimit.RateLimitedError
+	var over *overLimitError
 	switch {
-	case errors.As(err, &rl) && rl.TooLarge:
-		p.metrics.refused.WithLabelValues(class, dimensionLabel(rl.Binding), "too_large").Inc()
+	case errors.As(err, &over):
+		p.metrics.refused.WithLabelValues(class, dimensionLabel(over.Dimension), "too_large").Inc()
 	case errors.As(err, &rl):
 		p.metrics.refused.WithLabelValues(class, dimensionLabel(rl.Binding), "no_room").Inc()
 	case errors.Is(err, ratelimit.ErrUnavailable):
@@ -247,6 +248,9 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, body []byte, c *
 		return
 	}
 	resp, err := p.client.Do(out)
+	if err == nil {
+		err = checkStatus(resp)
+	}
 	if err != nil {
 		p.upstreamFailed(w, r, c, err)
 		return
@@ -273,8 +277,10 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, body []byte, c *
 	}
 }
 
-// upstreamFailed handles a call that got no response: settle by whether it
-// could have reached the API, answer 502 (504 on a timeout).
+// upstreamFailed handles a call that got no valid response (none at all,
+// or one with a malformed status): settle by whether it could have reached
+// the API, so a malformed answer keeps everything charged; answer 502 (504
+// on a timeout).
 func (p *Proxy) upstreamFailed(w http.ResponseWriter, r *http.Request, c *call, err error) {
 	p.metrics.upstreamStatus(0)
 	p.finish(c, outcome{Sent: !neverSent(err)}, nil)
@@ -282,12 +288,7 @@ func (p *Proxy) upstreamFailed(w http.ResponseWriter, r *http.Request, c *call, 
 		return // The client left; nobody to answer.
 	}
 	p.log.Warn("upstream request failed", "class", c.class, "error", err)
-	a := answer{Status: http.StatusBadGateway, Type: errAPI, Message: msgUnreachable}
-	var ne net.Error
-	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
-		a = answer{Status: http.StatusGatewayTimeout, Type: "timeout_error", Message: "claudecap proxy: the upstream API did not answer in time"}
-	}
-	a.write(w)
+	failedUpstreamAnswer(err).write(w)
 }
 
 // flusherOf returns w's flusher, or one that does nothing.
@@ -308,6 +309,9 @@ func (p *Proxy) passThrough(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	resp, err := p.client.Do(out)
+	if err == nil {
+		err = checkStatus(resp)
+	}
 	if err != nil {
 		p.metrics.upstreamStatus(0)
 		var tooBig *http.MaxBytesError
@@ -316,7 +320,7 @@ func (p *Proxy) passThrough(w http.ResponseWriter, r *http.Request) {
 			tooLarge().write(w)
 		case r.Context().Err() == nil:
 			p.log.Warn("upstream request failed", "path", r.URL.Path, "error", err)
-			answer{Status: http.StatusBadGateway, Type: errAPI, Message: msgUnreachable}.write(w)
+			failedUpstreamAnswer(err).write(w)
 		}
 		return
 	}

@@ -231,8 +231,9 @@ func TestAdmissionAnswer(t *testing.T) {
 			map[string]string{HeaderLimited: "output-tokens", "Retry-After": "3", "Retry-After-Ms": "2300"}, "output tokens"},
 		{"no room after the wait bound", fmt.Errorf("%w: %w", context.DeadlineExceeded, refused), nil, true, 429, errRateLimit,
 			map[string]string{HeaderLimited: "output-tokens", "Retry-After": "3"}, "{ccap:acme:sonnet-4}"},
-		{"too large", tooBig, nil, true, 429, errRateLimit,
-			map[string]string{HeaderLimited: "input-tokens", "X-Should-Retry": "false"}, "never be admitted"},
+		// Above the pool's current budget only: a dip that passes, so retryable.
+		{"too large for the budget", tooBig, nil, true, 429, errRateLimit,
+			map[string]string{HeaderLimited: "input-tokens", "Retry-After": "5"}, "budget"},
 		{"client left", context.Canceled, context.Canceled, false, 0, "", nil, ""},
 		{"wait bound inside a Redis call", fmt.Errorf("reserving: %w", context.DeadlineExceeded), nil, true, 429, errRateLimit,
 			map[string]string{"Retry-After": "1"}, "wait bound"},

@@ -244,7 +244,7 @@ func TestLegacyBucketIsUpgraded(t *testing.T) {
 func TestAdmissionKeepsAQuarterSecondMargin(t *testing.T) {
 	ctx := context.Background()
 	_, l := newRulePool(t, Limits{60, 600_000, 60_000}, OutputProduced) // 1 request per second.
-	mustReserve(t, l, Amounts{60, 0, 0}) // A call of the whole capacity keeps no margin.
+	mustReserve(t, l, Amounts{60, 0, 0})                                // A call of the whole capacity keeps no margin.
 	time.Sleep(1050 * time.Millisecond)
 	_, err := l.TryReserve(ctx, Amounts{1, 0, 0})
 	if rl := refusedWith(t, err); rl.RetryAfter() < 100*time.Millisecond || rl.RetryAfter() > 250*time.Millisecond {
