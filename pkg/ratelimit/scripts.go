@@ -312,6 +312,36 @@ local pods = redis.call('ZCOUNT', KEYS[2], sec - window + 1, '+inf')
 return {now, sums[1], sums[2], sums[3], sums[4], sums[5], sums[6], sums[7], sums[8], pods}
 `
 
+// replacePrelude helps scripts that replace whole hashes keep working, all or
+// nothing, while Redis Cluster migrates the pool's slot: there a script may
+// touch a key only while it exists on this node, so a script that deleted a
+// hash and wrote it again was aborted halfway (new limits, no allocations).
+// touch_all reads every key first, so a script that cannot run fails before
+// its first write; replace_hash writes the new fields before it removes the
+// stale ones, so the hash never stops existing in between.
+const replacePrelude = `
+local function touch_all()
+  for i = 1, #KEYS do redis.call('EXISTS', KEYS[i]) end
+end
+local function replace_hash(key, pairs, from)
+  local keep = {}
+  if #pairs >= from + 1 then
+    local args = {}
+    for i = from, #pairs, 2 do
+      keep[pairs[i]] = true
+      args[#args + 1] = pairs[i]
+      args[#args + 1] = pairs[i + 1]
+    end
+    redis.call('HSET', key, unpack(args))
+  end
+  local stale = {}
+  for _, f in ipairs(redis.call('HKEYS', key)) do
+    if not keep[f] then stale[#stale + 1] = f end
+  end
+  if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
+end
+`
+
 // writePoolConfigBody replaces the pool's limits, output rule and
 // allocations atomically and stamps them with Redis time (milliseconds). The
 // readable limits hash is what ReadPoolConfig returns; the bucket keeps a
@@ -323,11 +353,11 @@ return {now, sums[1], sums[2], sums[3], sums[4], sums[5], sums[6], sums[7], sums
 // ("produced" or "reserved"), then workload/JSON pairs. Reply: now.
 const writePoolConfigBody = `
 local now = now_us()
+touch_all()
 local c1, c2, c3 = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 redis.call('HSET', KEYS[1], 'rpm', ARGV[1], 'itpm', ARGV[2], 'otpm', ARGV[3], 'output_rule', ARGV[4],
   'updated_ms', math.floor(now / 1000))
-redis.call('DEL', KEYS[2])
-if #ARGV > 4 then redis.call('HSET', KEYS[2], unpack(ARGV, 5)) end
+replace_hash(KEYS[2], ARGV, 5)
 local b = load_bucket(KEYS[3], now)
 if not b or b.seq == 0 then
   b = {l1 = c1, l2 = c2, l3 = c3, seq = 0, held = 0, nexp = 0, ring = string.rep('\0', HOLD_SLOTS * 16)}
@@ -347,8 +377,10 @@ return now
 // KEYS: upstream. ARGV: ttl (ms), then field/value pairs. Reply: now.
 const writeUpstreamBody = `
 local now = now_us()
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'at_ms', math.floor(now / 1000), unpack(ARGV, 2))
+touch_all()
+local fields = {'at_ms', math.floor(now / 1000)}
+for i = 2, #ARGV do fields[#fields + 1] = ARGV[i] end
+replace_hash(KEYS[1], fields, 1)
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return now
 `
@@ -358,6 +390,6 @@ var (
 	settleScript          = redis.NewScript(bucketPrelude + usagePrelude + settleBody)
 	recordUsageScript     = redis.NewScript(bucketPrelude + usagePrelude + recordUsageBody)
 	readUsageScript       = redis.NewScript(bucketPrelude + usagePrelude + readUsageBody)
-	writePoolConfigScript = redis.NewScript(bucketPrelude + writePoolConfigBody)
-	writeUpstreamScript   = redis.NewScript(bucketPrelude + writeUpstreamBody)
+	writePoolConfigScript = redis.NewScript(bucketPrelude + replacePrelude + writePoolConfigBody)
+	writeUpstreamScript   = redis.NewScript(bucketPrelude + replacePrelude + writeUpstreamBody)
 )
