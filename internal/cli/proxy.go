@@ -43,6 +43,7 @@ type proxyOptions struct {
 	onUnavailable   string
 	publishInterval time.Duration
 	redisAddr       string
+	redisCluster    bool
 	redisUser       string
 	redisPassEnv    string
 	redisDB         int
@@ -122,7 +123,8 @@ Examples:
 	f.DurationVar(&o.lease, "lease", ratelimit.DefaultLease, "how long a reservation may stay unsettled (longer calls stay charged in full)")
 	f.StringVar(&o.onUnavailable, "on-redis-unavailable", "fail-closed", `"fail-closed" (refuse calls) or "local-share" (enforce this pod's share in memory)`)
 	f.DurationVar(&o.publishInterval, "publish-interval", proxy.DefaultPublishInterval, "publish upstream rate-limit headers at most this often per class")
-	f.StringVar(&o.redisAddr, "redis-addr", "127.0.0.1:6379", "Redis holding the pools' state")
+	f.StringVar(&o.redisAddr, "redis-addr", "127.0.0.1:6379", "Redis holding the pools' state (with --redis-cluster: seed nodes, comma-separated)")
+	f.BoolVar(&o.redisCluster, "redis-cluster", false, "Redis is a Redis Cluster (docs/redis-cluster.md): follow MOVED/ASK and reload the topology every second")
 	f.StringVar(&o.redisUser, "redis-username", "", "Redis ACL user name")
 	f.StringVar(&o.redisPassEnv, "redis-password-env", "REDIS_PASSWORD", "environment variable holding the Redis password")
 	f.IntVar(&o.redisDB, "redis-db", 0, "Redis database number")
@@ -223,7 +225,7 @@ func readAPIKey(file, env string, getenv func(string) string) (proxy.APIKey, err
 }
 
 // limiter connects to Redis and builds the shared limiter.
-func (o *proxyOptions) limiter(getenv func(string) string) (*redis.Client, proxy.Limiter, error) {
+func (o *proxyOptions) limiter(getenv func(string) string) (redis.UniversalClient, proxy.Limiter, error) {
 	policy := ratelimit.FailClosed
 	switch o.onUnavailable {
 	case "fail-closed":
@@ -232,14 +234,10 @@ func (o *proxyOptions) limiter(getenv func(string) string) (*redis.Client, proxy
 	default:
 		return nil, nil, fmt.Errorf("--on-redis-unavailable %q: want fail-closed or local-share", o.onUnavailable)
 	}
-	opts := &redis.Options{Addr: o.redisAddr, Username: o.redisUser, DB: o.redisDB}
-	if o.redisPassEnv != "" {
-		opts.Password = getenv(o.redisPassEnv)
+	rdb, err := o.redisClient(getenv)
+	if err != nil {
+		return nil, nil, err
 	}
-	if o.redisTLS {
-		opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-	}
-	rdb := redis.NewClient(opts)
 	lim, err := proxy.NewRedisLimiter(rdb, ratelimit.Options{
 		// The class, when pinned, is the pool /readyz checks.
 		Pool:          ratelimit.PoolKey{Organization: o.organization, Class: o.class},
@@ -253,6 +251,41 @@ func (o *proxyOptions) limiter(getenv func(string) string) (*redis.Client, proxy
 		return nil, nil, err
 	}
 	return rdb, lim, nil
+}
+
+// clusterReload is how often a cluster client reloads the topology: go-redis's
+// default of a minute kept pods failing on a dead master's pools for the whole
+// minute after a failover (docs/redis-cluster.md).
+const clusterReload = time.Second
+
+// redisClient builds the client of the pools' Redis: one server, or a cluster.
+func (o *proxyOptions) redisClient(getenv func(string) string) (redis.UniversalClient, error) {
+	var password string
+	if o.redisPassEnv != "" {
+		password = getenv(o.redisPassEnv)
+	}
+	var tlsConfig *tls.Config
+	if o.redisTLS {
+		tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	if !o.redisCluster {
+		return redis.NewClient(&redis.Options{Addr: o.redisAddr, Username: o.redisUser, Password: password,
+			DB: o.redisDB, TLSConfig: tlsConfig}), nil
+	}
+	if o.redisDB != 0 {
+		return nil, fmt.Errorf("--redis-db %d: a Redis Cluster has only database 0", o.redisDB)
+	}
+	var seeds []string
+	for _, a := range strings.Split(o.redisAddr, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			seeds = append(seeds, a)
+		}
+	}
+	if len(seeds) == 0 {
+		return nil, errors.New("--redis-addr: name at least one node of the cluster")
+	}
+	return redis.NewClusterClient(&redis.ClusterOptions{Addrs: seeds, Username: o.redisUser, Password: password,
+		TLSConfig: tlsConfig, ClusterStateReloadInterval: clusterReload}), nil
 }
 
 func (o *proxyOptions) level() (slog.Level, error) {
