@@ -253,3 +253,24 @@ func TestAdmissionKeepsAQuarterSecondMargin(t *testing.T) {
 	time.Sleep(250 * time.Millisecond)
 	mustReserve(t, l, Amounts{1, 0, 0})
 }
+
+// go-redis sends a script again when the reply of the first run was lost (a read
+// timeout): the second run of a settlement must not give back a second time.
+func TestSettlementSentTwiceAppliesOnce(t *testing.T) {
+	ctx := context.Background()
+	_, l := newRulePool(t, Limits{600, 600_000, 60_000}, OutputProduced)
+	r := mustReserve(t, l, Amounts{1, 5000, 1000})
+	actual := Amounts{Requests: 1, InputTokens: 100, OutputTokens: 100}
+	first, err := r.settleInRedis(ctx, actual, 0, unknownAPIState, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.settleInRedis(ctx, actual, 0, unknownAPIState, true); err != nil {
+		t.Fatalf("the repeated settlement: %v, want it acknowledged", err)
+	}
+	after := mustReserve(t, l, Amounts{})
+	if after.Remaining.InputTokens > first.Remaining.InputTokens+1000 || after.Seq != first.Seq+1 { // A second refund would add 4,900.
+		t.Fatalf("after a repeated settlement: input %d, seq %d; after the first: input %d, seq %d (want nothing applied twice)",
+			after.Remaining.InputTokens, after.Seq, first.Remaining.InputTokens, first.Seq)
+	}
+}

@@ -72,5 +72,10 @@ func (p PoolKey) usageKey(workload string) string { return p.String() + ":usage:
 // podsKey is the sorted set of a workload's pods, scored by last report.
 func (p PoolKey) podsKey(workload string) string { return p.String() + ":pods:" + workload }
 
+// settledKey marks one reservation as settled, so a settlement sent twice
+// (a client retry after a lost reply) applies once. It expires after two
+// minutes; the nonce is the reservation's own random identifier.
+func (p PoolKey) settledKey(nonce string) string { return p.String() + ":settled:" + nonce }
+
 // upstreamKey holds the last anthropic-ratelimit-* values seen upstream.
 func (p PoolKey) upstreamKey() string { return p.String() + ":upstream" }

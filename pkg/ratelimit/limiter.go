@@ -218,6 +218,7 @@ func (l *Limiter) reserveInRedis(ctx context.Context, cost Amounts) (*Reservatio
 			Seq:            r.seq,
 			Remaining:      r.levels,
 			limiter:        l,
+			nonce:          rand.Text(),
 		}, nil
 	case statusRefused, statusTooLarge:
 		return nil, refusal(pool, r)

@@ -14,6 +14,7 @@ const (
 
 	statusApplied = 1
 	statusExpired = -1
+	statusSettled = -3
 )
 
 // scriptReply is a script's integer array reply, decoded.

@@ -38,6 +38,8 @@ type Reservation struct {
 
 	limiter *Limiter
 	closed  atomic.Bool
+	// nonce identifies the reservation to the settle script (see settledKey).
+	nonce string
 }
 
 // Actual is the usage a call really had, from the response's usage block.
@@ -140,7 +142,8 @@ func (r *Reservation) settleInRedis(ctx context.Context, actual Amounts, cacheRe
 	if record {
 		workload = l.opts.Workload
 	}
-	v, err := settleScript.Run(ctx, l.rdb, l.settleKeys,
+	keys := append(l.settleKeys[:len(l.settleKeys):len(l.settleKeys)], pool.settledKey(r.nonce))
+	v, err := settleScript.Run(ctx, l.rdb, keys,
 		r.GrantedAt.UnixMicro(), l.leaseUS, r.Cost.Requests, r.Cost.InputTokens, r.Cost.OutputTokens,
 		actual.Requests, actual.InputTokens, actual.OutputTokens, cacheRead,
 		workload, l.opts.Pod, usageRing,
@@ -161,6 +164,9 @@ func (r *Reservation) settleInRedis(ctx context.Context, actual Amounts, cacheRe
 		return Settlement{Returned: r.Cost.Sub(actual), At: rep.at, Seq: rep.seq, Remaining: rep.levels}, nil
 	case statusExpired:
 		return Settlement{At: rep.at}, fmt.Errorf("settling on pool %s: %w", pool, ErrLeaseExpired)
+	case statusSettled:
+		// A retry of a settlement whose first run applied: nothing more to do.
+		return Settlement{Returned: r.Cost.Sub(actual), At: rep.at}, nil
 	case statusNotConfigured:
 		return Settlement{At: rep.at}, fmt.Errorf("settling on pool %s: %w", pool, ErrPoolNotConfigured)
 	default:

@@ -225,19 +225,26 @@ end
 // (estimates below the real charge, usage the pool does not see) closes on
 // the next settlement.
 //
-// KEYS: bucket, usage, pods, workloads. ARGV: granted (µs), lease (µs),
+// KEYS: bucket, usage, pods, workloads, settled marker of this reservation
+// (kept two minutes). ARGV: granted (µs), lease (µs),
 // reserved requests, input, output, actual requests, input, output, cache
 // reads, workload ("" = do not record), pod, ring seconds, upstream remaining
 // requests, input, output (-1 = unknown), upstream limits (0 = unknown), µs
 // since the request was sent.
 // Reply: {1, now, seq, level1..3} when applied; {-1, now} when the lease
-// expired (nothing applied); {-2, now} when no limits are configured.
+// expired (nothing applied); {-2, now} when no limits are configured; {-3,
+// now} when this reservation was already settled (nothing applied).
 const settleBody = `
+local SETTLED_TTL_MS = 120000
 local now = now_us()
 local granted, lease = tonumber(ARGV[1]), tonumber(ARGV[2])
 if granted + lease < now then return {-1, now} end
 local b = load_bucket(KEYS[1], now)
 if not b then return {-2, now} end
+-- A client may send this script again when the reply of the first run was lost
+-- (go-redis retries after a timeout): the reservation's own key makes the
+-- second run change nothing, so a settlement can never give back twice.
+if not redis.call('SET', KEYS[5], 1, 'NX', 'PX', SETTLED_TTL_MS) then return {-3, now} end
 local r1, r2, r3 = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local a1, a2, a3 = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 b.l1 = math.min(b.c1, b.l1 + r1 - a1)
