@@ -40,10 +40,18 @@ func (r *ClaudeCapacityReconciler) checkScalingActive(ctx context.Context, s *sc
 				fmt.Sprintf("annotation %s=%q is not a replica count; scaling is paused", capacityv1alpha1.AnnotationPausedReplicas, v))
 			return ctrl.Result{}, nil
 		}
-		replicas := int32(n)
+		// The bounds still hold: an annotation is not a way around spec.replicas.max.
+		replicas := cc.Spec.Replicas.Max
+		if n < int64(replicas) {
+			replicas = max(int32(n), cc.Spec.Replicas.Min) // n < Max fits in int32.
+		}
 		s.pausedReplicas = &replicas
-		setCondition(cc, capacityv1alpha1.ConditionScalingActive, metav1.ConditionFalse, ReasonPaused,
-			fmt.Sprintf("paused at %d replicas by annotation %s", n, capacityv1alpha1.AnnotationPausedReplicas))
+		msg := fmt.Sprintf("paused at %d replicas by annotation %s", replicas, capacityv1alpha1.AnnotationPausedReplicas)
+		if int64(replicas) != n {
+			msg = fmt.Sprintf("paused at %d replicas by annotation %s (asked %d, clamped to replicas %d..%d)",
+				replicas, capacityv1alpha1.AnnotationPausedReplicas, n, cc.Spec.Replicas.Min, cc.Spec.Replicas.Max)
+		}
+		setCondition(cc, capacityv1alpha1.ConditionScalingActive, metav1.ConditionFalse, ReasonPaused, msg)
 		return ctrl.Result{}, nil
 	}
 	if cc.Annotations[capacityv1alpha1.AnnotationPaused] == "true" {
@@ -54,6 +62,9 @@ func (r *ClaudeCapacityReconciler) checkScalingActive(ctx context.Context, s *sc
 	}
 
 	other, err := r.competingAutoscaler(ctx, cc)
+	if err == nil && other == "" {
+		other, err = r.olderClaudeCapacity(ctx, cc)
+	}
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -92,6 +103,31 @@ func (r *ClaudeCapacityReconciler) competingAutoscaler(ctx context.Context, cc *
 			return fmt.Sprintf("KEDA ScaledObject %s (through HorizontalPodAutoscaler %s)", so, hpa.Name), nil
 		}
 		return "HorizontalPodAutoscaler " + hpa.Name, nil
+	}
+	return "", nil
+}
+
+// olderClaudeCapacity names another ClaudeCapacity in the namespace that targets the same
+// object and was created first (the oldest wins; the name breaks a tie), or returns "".
+// Two of them on one target would each write their own replicas, and the target would
+// flip between them.
+func (r *ClaudeCapacityReconciler) olderClaudeCapacity(ctx context.Context, cc *capacityv1alpha1.ClaudeCapacity) (string, error) {
+	var list capacityv1alpha1.ClaudeCapacityList
+	if err := r.List(ctx, &list, client.InNamespace(cc.Namespace)); err != nil {
+		return "", fmt.Errorf("listing ClaudeCapacities in %s: %w", cc.Namespace, err)
+	}
+	ref := cc.Spec.ScaleTargetRef
+	for i := range list.Items {
+		o := &list.Items[i]
+		t := o.Spec.ScaleTargetRef
+		if o.Name == cc.Name || !o.DeletionTimestamp.IsZero() || t.Kind != ref.Kind || t.Name != ref.Name || !sameGroup(t.APIVersion, ref.APIVersion) {
+			continue
+		}
+		older := o.CreationTimestamp.Before(&cc.CreationTimestamp) ||
+			(o.CreationTimestamp.Equal(&cc.CreationTimestamp) && o.Name < cc.Name)
+		if older {
+			return "ClaudeCapacity " + o.Name + " (created first)", nil
+		}
 	}
 	return "", nil
 }

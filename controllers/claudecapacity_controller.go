@@ -5,12 +5,14 @@ package controllers
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -46,9 +48,10 @@ type ClaudeCapacityReconciler struct {
 	MaxConcurrentReconciles int
 
 	// Set by SetupWithManager.
-	memory  *memory
-	metrics *controllerMetrics
-	now     func() time.Time
+	memory   *memory
+	metrics  *controllerMetrics
+	now      func() time.Time
+	scalable *scalableKinds
 }
 
 // scope carries one reconcile's inputs and intermediate results from step to step.
@@ -196,6 +199,11 @@ func (r *ClaudeCapacityReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.MaxConcurrentReconciles == 0 {
 		r.MaxConcurrentReconciles = 4
 	}
+	disc, err := discovery.NewDiscoveryClientForConfig(mgr.GetConfig())
+	if err != nil {
+		return fmt.Errorf("discovery client: %w", err)
+	}
+	r.scalable = newScalableKinds(disc, r.now)
 	if r.APIReader == nil {
 		r.APIReader = mgr.GetAPIReader()
 	}

@@ -126,8 +126,25 @@ func TestReconcileSaysWhenTargetHasNoScaleSubresource(t *testing.T) {
 		found := condition(g, client.ObjectKeyFromObject(cc), capacityv1alpha1.ConditionTargetFound)
 		g.Expect(found).NotTo(BeNil())
 		g.Expect(found.Status).To(Equal(metav1.ConditionFalse))
-		g.Expect(found.Reason).To(BeElementOf(ReasonTargetNotScalable, ReasonTargetNotFound))
+		g.Expect(found.Reason).To(Equal(ReasonTargetNotScalable))
 	}, eventually).Should(Succeed())
+
+	// A kind without /scale is never read: whether a Secret of that name exists or not,
+	// the answer is the same, so a ClaudeCapacity cannot probe for Secrets.
+	g.Expect(k8sClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "db"}})).To(Succeed())
+	messages := map[string]string{}
+	for _, name := range []string{"db", "missing"} {
+		probe := planOnly(ns, "probe-"+name)
+		probe.Spec.ScaleTargetRef = capacityv1alpha1.ScaleTargetRef{APIVersion: "v1", Kind: "Secret", Name: name}
+		g.Expect(k8sClient.Create(ctx, probe)).To(Succeed())
+		g.Eventually(func(g Gomega) {
+			found := condition(g, client.ObjectKeyFromObject(probe), capacityv1alpha1.ConditionTargetFound)
+			g.Expect(found).NotTo(BeNil())
+			g.Expect(found.Reason).To(Equal(ReasonTargetNotScalable))
+			messages[name] = found.Message
+		}, eventually).Should(Succeed())
+	}
+	g.Expect(messages["db"]).To(Equal(messages["missing"]))
 
 	unknown := planOnly(ns, "unknown-kind")
 	unknown.Spec.ScaleTargetRef = capacityv1alpha1.ScaleTargetRef{APIVersion: "example.com/v1", Kind: "Worker", Name: "w"}

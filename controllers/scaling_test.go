@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
@@ -304,6 +305,32 @@ func TestAnotherAutoscalerOnTheTargetIsNotFought(t *testing.T) {
 	g.Consistently(func(g Gomega) { g.Expect(specReplicas(g, ns, "workers")).To(Equal(int32(2))) }, "3s").Should(Succeed())
 }
 
+// Two ClaudeCapacities on one Deployment would each write their own replicas and the
+// target would flip between them: the one created first scales, the other holds and says
+// why.
+func TestSecondClaudeCapacityOnTheTargetHolds(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	ns := newNamespace(t)
+	first := backlogged(g, srv, ns, "first", nil)
+	eventuallyReplicas(g, ns, 11)
+	time.Sleep(1100 * time.Millisecond) // Creation times have whole seconds (a tie goes to the smaller name).
+	second := queued(ns, "workers", "second", srv.Addr(), "other-jobs")
+	second.Name = "second"
+	g.Expect(k8sClient.Create(ctx, second)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		active := conditionOf(g, second, capacityv1alpha1.ConditionScalingActive)
+		g.Expect(active).NotTo(BeNil())
+		g.Expect(active.Status).To(Equal(metav1.ConditionFalse))
+		g.Expect(active.Reason).To(Equal(ReasonAmbiguousAutoscaler))
+		g.Expect(active.Message).To(ContainSubstring("ClaudeCapacity " + first.Name))
+	}, eventually).Should(Succeed())
+	// The second's empty queue would want 0 replicas: it never writes them.
+	g.Consistently(func(g Gomega) { g.Expect(specReplicas(g, ns, "workers")).To(BeNumerically(">=", 11)) }, "4s").Should(Succeed())
+	g.Expect(meta.IsStatusConditionTrue(getCC(g, first).Status.Conditions, capacityv1alpha1.ConditionScalingActive)).To(BeTrue())
+}
+
 func TestPauseAnnotations(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
@@ -327,6 +354,15 @@ func TestPauseAnnotations(t *testing.T) {
 	})
 	g.Eventually(func(g Gomega) { g.Expect(specReplicas(g, ns, "workers")).To(Equal(int32(4))) }, eventually).Should(Succeed())
 	g.Consistently(func(g Gomega) { g.Expect(specReplicas(g, ns, "workers")).To(Equal(int32(4))) }, "3s").Should(Succeed())
+
+	// The annotation is not a way around the bounds: a huge count is clamped to max.
+	updateCC(g, cc, func(cc *capacityv1alpha1.ClaudeCapacity) {
+		cc.Annotations = map[string]string{capacityv1alpha1.AnnotationPausedReplicas: "2147483647"}
+	})
+	g.Eventually(func(g Gomega) {
+		g.Expect(specReplicas(g, ns, "workers")).To(Equal(int32(100)))
+		g.Expect(conditionOf(g, cc, capacityv1alpha1.ConditionScalingActive).Message).To(ContainSubstring("clamped to replicas 0..100"))
+	}, eventually).Should(Succeed())
 
 	// Unpaused, it follows the queue again (11 for 600 queued at first, more as the
 	// undrained backlog nears its deadline).

@@ -62,6 +62,18 @@ func (r *ClaudeCapacityReconciler) readTarget(ctx context.Context, s *scope) (ct
 			fmt.Sprintf("scaleTargetRef.apiVersion %q is not a valid group/version: %v", ref.APIVersion, err))
 		return ctrl.Result{}, nil
 	}
+	if known, scalable, err := r.scalable.lookup(gv, ref.Kind); err == nil {
+		switch {
+		case !known:
+			setCondition(cc, capacityv1alpha1.ConditionTargetFound, metav1.ConditionFalse, ReasonTargetKindUnknown,
+				fmt.Sprintf("the API server does not serve kind %s in %s", ref.Kind, ref.APIVersion))
+			return ctrl.Result{}, nil
+		case !scalable:
+			setCondition(cc, capacityv1alpha1.ConditionTargetFound, metav1.ConditionFalse, ReasonTargetNotScalable,
+				fmt.Sprintf("kind %s in %s has no /scale subresource; only kinds with one can be scaled", ref.Kind, ref.APIVersion))
+			return ctrl.Result{}, nil
+		}
+	}
 	obj := &unstructured.Unstructured{}
 	obj.SetGroupVersionKind(gv.WithKind(ref.Kind))
 	obj.SetNamespace(cc.Namespace)
@@ -76,12 +88,7 @@ func (r *ClaudeCapacityReconciler) readTarget(ctx context.Context, s *scope) (ct
 			fmt.Sprintf("the API server does not serve kind %s in %s", ref.Kind, ref.APIVersion))
 		return ctrl.Result{}, nil
 	case apierrors.IsNotFound(err):
-		// Either the object is missing, or it exists and has no /scale subresource.
-		if getErr := r.Get(ctx, client.ObjectKeyFromObject(obj), obj); getErr == nil {
-			setCondition(cc, capacityv1alpha1.ConditionTargetFound, metav1.ConditionFalse, ReasonTargetNotScalable,
-				desc+" exists but has no /scale subresource")
-			return ctrl.Result{}, nil
-		}
+		// Never read the object itself to tell why: it may be of any kind.
 		setCondition(cc, capacityv1alpha1.ConditionTargetFound, metav1.ConditionFalse, ReasonTargetNotFound,
 			desc+" does not exist; replicas are managed once it is created")
 		return ctrl.Result{}, nil
