@@ -124,6 +124,10 @@ func (r *ClaudeCapacityReconciler) redisPassword(ctx context.Context, namespace 
 	if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: ref.Name}, secret); err != nil {
 		return "", fmt.Errorf("reading the Redis password from Secret %s/%s: %w", namespace, ref.Name, err)
 	}
+	if secret.Labels[capacityv1alpha1.LabelRedisCredentials] != "true" {
+		return "", fmt.Errorf("secret %s/%s is not labelled %s=true; only Secrets labelled for this use give a Redis password",
+			namespace, ref.Name, capacityv1alpha1.LabelRedisCredentials)
+	}
 	value, ok := secret.Data[ref.Key]
 	if !ok {
 		return "", fmt.Errorf("secret %s/%s has no key %q for the Redis password", namespace, ref.Name, ref.Key)

@@ -91,6 +91,13 @@ const (
 	AnnotationPausedReplicas = "capacity.claudecap.io/paused-replicas"
 )
 
+// LabelRedisCredentials marks a Secret whose keys may be sent to a Redis server as its
+// password: the controller reads a passwordSecretRef only from a Secret labelled with it
+// set to "true". Without the mark, anyone allowed to create a ClaudeCapacity could point
+// the controller at any Secret of the namespace and a Redis address of their own, and
+// receive the Secret's value as AUTH.
+const LabelRedisCredentials = "capacity.claudecap.io/redis-credentials"
+
 // ScaleTargetRef points at the workload whose replicas are managed.
 type ScaleTargetRef struct {
 	// apiVersion of the target, for example apps/v1.
@@ -216,7 +223,8 @@ type RedisConnection struct {
 	// +kubebuilder:validation:MaxLength=512
 	Address string `json:"address"`
 
-	// passwordSecretRef names the Secret key that holds the Redis password.
+	// passwordSecretRef names the Secret key that holds the Redis password. The Secret must be
+	// labelled capacity.claudecap.io/redis-credentials=true: others are never read.
 	// +optional
 	PasswordSecretRef *SecretKeyRef `json:"passwordSecretRef,omitempty"`
 
