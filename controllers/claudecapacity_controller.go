@@ -82,6 +82,8 @@ type scope struct {
 	// the split of the pool's budget decide computed.
 	limiter *limiterView
 	shares  *capacity.PoolAllocation
+	// writesPool is set when this workload writes the pool's config (see writesPool).
+	writesPool bool
 
 	// upstreamRefusals counts the 429s and 529s the API answered this workload since the
 	// last poll (0 when unknown).

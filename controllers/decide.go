@@ -55,6 +55,7 @@ func (r *ClaudeCapacityReconciler) decide(ctx context.Context, s *scope) (ctrl.R
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	s.writesPool = writesPool(cc, members)
 	pool, claims := r.poolClaims(s, members, demand)
 	capCut := r.capCut(s, w, pool)
 	pool.ExternalUsage = s.limiter.externalUsage(r.now())

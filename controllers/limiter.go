@@ -6,6 +6,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -220,12 +221,28 @@ func observedProfile(declared capacity.RequestProfile, v *limiterView) capacity.
 	return capacity.RequestProfile{InputTokens: float64(v.usage.InputTokens) / n, OutputTokens: float64(v.usage.OutputTokens) / n}
 }
 
-// publishesFor says whether this workload writes its pool's config: the member with the
-// smallest name does, so a pool of a hundred workloads costs one write per interval, not a
-// hundred. Every member computes the same split, so which one writes does not matter.
-func publishesFor(shares *capacity.PoolAllocation, self string) bool {
-	for _, m := range shares.Members {
-		if m.Name < self {
+// writesPool says whether this workload writes its pool's config to its limiter's Redis:
+// among the members whose limiters use the same Redis (address and database) and that can
+// reach it (SignalsAvailable not False), the one with the smallest name does, so a pool of
+// a hundred workloads costs one write per interval, not a hundred. Every member computes
+// the same split, so which one writes does not matter; but a member with no limiter,
+// another Redis or failing signals must not keep the others' limiters unconfigured.
+func writesPool(self *capacityv1alpha1.ClaudeCapacity, members []capacityv1alpha1.ClaudeCapacity) bool {
+	conn := limiterConnection(self)
+	if conn == nil {
+		return false
+	}
+	name := workloadName(self)
+	for i := range members {
+		m := &members[i]
+		other := limiterConnection(m)
+		switch {
+		case workloadName(m) == name, !m.DeletionTimestamp.IsZero(), other == nil,
+			other.Address != conn.Address, other.Database != conn.Database,
+			meta.IsStatusConditionFalse(m.Status.Conditions, capacityv1alpha1.ConditionSignalsAvailable):
+			continue
+		}
+		if workloadName(m) < name {
 			return false
 		}
 	}
@@ -247,7 +264,7 @@ func (r *ClaudeCapacityReconciler) publishLimiter(ctx context.Context, s *scope)
 		return ctrl.Result{}, nil
 	}
 	w := r.memory.get(client.ObjectKeyFromObject(s.cc))
-	if w.limiterLease == nil || r.now().Sub(w.publishedAt) < limiterSyncInterval || !publishesFor(s.shares, workloadName(s.cc)) {
+	if w.limiterLease == nil || r.now().Sub(w.publishedAt) < limiterSyncInterval || !s.writesPool {
 		return ctrl.Result{}, nil
 	}
 	b := s.shares.Budget
