@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -41,6 +42,9 @@ const (
 	ReasonUpstream429s       = "Upstream429s"
 	ReasonLimiterUnavailable = "LimiterUnavailable"
 	ReasonNoLimiter          = "NoLimiter"
+	ReasonNoUpstreamLimits   = "NoUpstreamLimits"
+	ReasonLimitsMatch        = "LimitsMatch"
+	ReasonLimitsDiffer       = "LimitsDiffer"
 )
 
 // limiterView is the last limiter state read for one workload.
@@ -290,4 +294,75 @@ func (r *ClaudeCapacityReconciler) publishLimiter(ctx context.Context, s *scope)
 	}
 	w.publishedAt = r.now()
 	return ctrl.Result{}, nil
+}
+
+// upstreamLimits are the limits the API's headers last reported for the pool, per
+// dimension (0 where unknown).
+func (v *limiterView) upstreamLimits() capacity.TierLimits {
+	if v == nil || !v.hasUp {
+		return capacity.TierLimits{}
+	}
+	limit := func(b ratelimit.UpstreamBucket) int64 {
+		if !b.Known || b.Limit <= 0 {
+			return 0
+		}
+		return b.Limit
+	}
+	return capacity.TierLimits{
+		RequestsPerMinute:     limit(v.upstream.Requests),
+		InputTokensPerMinute:  limit(v.upstream.InputTokens),
+		OutputTokensPerMinute: limit(v.upstream.OutputTokens),
+	}
+}
+
+// checkLimitsDrift compares the declared limits with the ones the API reports: a
+// difference raises LimitsDrift with both figures, and with spec.limits.fromUpstream the
+// reported ones replace the declared ones for the decision.
+func (r *ClaudeCapacityReconciler) checkLimitsDrift(s *scope) {
+	cc := s.cc
+	if limiterConnection(cc) == nil {
+		meta.RemoveStatusCondition(&cc.Status.Conditions, capacityv1alpha1.ConditionLimitsDrift)
+		return
+	}
+	// The last view read (at most limiterSyncInterval old): every reconcile, not only the
+	// polls that read the limiter, must show and use the same limits.
+	up := r.memory.get(client.ObjectKeyFromObject(cc)).limiter.upstreamLimits()
+	if up == (capacity.TierLimits{}) {
+		setCondition(cc, capacityv1alpha1.ConditionLimitsDrift, metav1.ConditionUnknown, ReasonNoUpstreamLimits,
+			"no response of the API has reported its limits yet")
+		return
+	}
+	declared := s.limits
+	var diffs []string
+	adopt := declared
+	for _, d := range []struct {
+		name           string
+		declared, seen int64
+		set            func(*capacity.TierLimits, int64)
+	}{
+		{"requests", declared.RequestsPerMinute, up.RequestsPerMinute, func(l *capacity.TierLimits, v int64) { l.RequestsPerMinute = v }},
+		{"input tokens", declared.InputTokensPerMinute, up.InputTokensPerMinute, func(l *capacity.TierLimits, v int64) { l.InputTokensPerMinute = v }},
+		{"output tokens", declared.OutputTokensPerMinute, up.OutputTokensPerMinute, func(l *capacity.TierLimits, v int64) { l.OutputTokensPerMinute = v }},
+	} {
+		if d.seen == 0 || d.seen == d.declared {
+			continue
+		}
+		diffs = append(diffs, fmt.Sprintf("%s %d/min (declared %d)", d.name, d.seen, d.declared))
+		d.set(&adopt, d.seen)
+	}
+	if len(diffs) == 0 {
+		setCondition(cc, capacityv1alpha1.ConditionLimitsDrift, metav1.ConditionFalse, ReasonLimitsMatch,
+			"the API's reported limits match the declared ones")
+		return
+	}
+	msg := "the API reports " + strings.Join(diffs, ", ")
+	if cc.Spec.Limits.FromUpstream {
+		s.limits = adopt
+		limits := rateStatus(adopt)
+		cc.Status.Limits = &limits
+		msg += "; adopted (limits.fromUpstream)"
+	} else {
+		msg += "; set limits.fromUpstream: true to adopt them, or correct spec.limits"
+	}
+	setCondition(cc, capacityv1alpha1.ConditionLimitsDrift, metav1.ConditionTrue, ReasonLimitsDiffer, msg)
 }

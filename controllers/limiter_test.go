@@ -78,3 +78,45 @@ func TestLimiterStateFlowsBothWays(t *testing.T) {
 		g.Expect(got.Status.Observed.UpstreamRemaining.OutputTokensPerMinute).To(BeZero())
 	}, 2*eventually).Should(Succeed())
 }
+
+// Tier tables change: the limits the API reports in its headers are the truth. A
+// difference raises LimitsDrift with both figures; limits.fromUpstream adopts them.
+func TestLimitsDriftAndFromUpstream(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	ns := newNamespace(t)
+	pool := ratelimit.PoolKey{Organization: "drift", Class: "sonnet-4"}
+	h := http.Header{}
+	h.Set("anthropic-ratelimit-output-tokens-limit", "16000")
+	h.Set("anthropic-ratelimit-output-tokens-remaining", "16000")
+	h.Set("anthropic-ratelimit-requests-limit", "10000")
+	h.Set("anthropic-ratelimit-requests-remaining", "9999")
+	reset := time.Now().UTC().Add(time.Minute).Format(time.RFC3339)
+	h.Set("anthropic-ratelimit-output-tokens-reset", reset)
+	h.Set("anthropic-ratelimit-requests-reset", reset)
+	up, err := ratelimit.ParseUpstreamHeaders(h, http.StatusOK)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(ratelimit.WriteUpstream(ctx, srv.Client(), pool, up)).To(Succeed())
+
+	cc := backlogged(g, srv, ns, "drift", func(cc *capacityv1alpha1.ClaudeCapacity) {
+		cc.Spec.Limits = explicitLimits(10_000, 10_000_000, 48_000)
+	})
+	g.Eventually(func(g Gomega) {
+		drift := conditionOf(g, cc, capacityv1alpha1.ConditionLimitsDrift)
+		g.Expect(drift.Status).To(Equal(metav1.ConditionTrue))
+		g.Expect(drift.Message).To(ContainSubstring("output tokens 16000/min (declared 48000)"))
+		g.Expect(drift.Message).NotTo(ContainSubstring("requests")) // The same figure is no drift.
+		g.Expect(getCC(g, cc).Status.Limits.OutputTokensPerMinute).To(Equal(int64(48_000)))
+	}, eventually).Should(Succeed())
+
+	updateCC(g, cc, func(cc *capacityv1alpha1.ClaudeCapacity) { cc.Spec.Limits.FromUpstream = true })
+	g.Eventually(func(g Gomega) {
+		got := getCC(g, cc)
+		g.Expect(got.Status.Limits.OutputTokensPerMinute).To(Equal(int64(16_000)))
+		g.Expect(conditionOf(g, cc, capacityv1alpha1.ConditionLimitsDrift).Message).To(ContainSubstring("adopted"))
+		cfg, err := ratelimit.ReadPoolConfig(ctx, srv.Client(), pool)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(cfg.Limits.OutputTokensPerMinute).To(Equal(int64(16_000))) // headroom 100%
+	}, eventually).Should(Succeed())
+}

@@ -64,6 +64,7 @@ func (r *ClaudeCapacityReconciler) plan(_ context.Context, s *scope) (ctrl.Resul
 	s.limits = declared.Limits
 	limits := rateStatus(declared.Limits)
 	cc.Status.Limits = &limits
+	r.checkLimitsDrift(s)
 	if declared.Fits {
 		setCondition(cc, capacityv1alpha1.ConditionPlanFits, metav1.ConditionTrue, ReasonPlanFits, declared.Reason)
 	} else {

@@ -81,6 +81,9 @@ const (
 	ConditionSignalsAvailable = "SignalsAvailable"
 	// ConditionRateLimited is True when upstream 429s were seen in the last window.
 	ConditionRateLimited = "RateLimited"
+	// ConditionLimitsDrift is True when the API's own rate-limit headers report limits that
+	// differ from the declared ones (tier tables change; the headers are the truth).
+	ConditionLimitsDrift = "LimitsDrift"
 )
 
 // Annotations that pause the controller, spelled as KEDA users expect.
@@ -149,6 +152,13 @@ type Limits struct {
 	// +optional
 	// +kubebuilder:default=Produced
 	OutputAccounting OutputAccounting `json:"outputAccounting,omitempty"`
+
+	// fromUpstream adopts the limits the API reports in its anthropic-ratelimit-*-limit
+	// response headers (published by the proxies) in place of the declared ones, dimension by
+	// dimension, once they are known. The declared limits still drive the plan. Default
+	// false: a difference only raises LimitsDrift.
+	// +optional
+	FromUpstream bool `json:"fromUpstream,omitempty"`
 }
 
 // OutputAccounting is the API's rule for charging output tokens.
