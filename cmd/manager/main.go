@@ -7,11 +7,13 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
@@ -32,6 +34,8 @@ func main() {
 		leaderElect   bool
 		catalogPath   string
 		concurrency   int
+
+		watchNamespaces string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0",
 		"Address of the metrics endpoint: :8443 for HTTPS, :8080 for HTTP, 0 to turn it off.")
@@ -43,6 +47,8 @@ func main() {
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so that only one manager replica acts.")
 	flag.StringVar(&catalogPath, "catalog", "",
 		"A model catalog YAML that overrides the embedded one (prices, tier limits, model classes).")
+	flag.StringVar(&watchNamespaces, "watch-namespaces", "",
+		"comma-separated namespaces to watch and act in; empty: all (the RBAC must match: the chart's watchNamespaces)")
 	flag.IntVar(&concurrency, "concurrent-reconciles", 4,
 		"How many ClaudeCapacities are reconciled at once (one object never twice at the same time).")
 	opts := zap.Options{Development: false}
@@ -51,13 +57,13 @@ func main() {
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 	redislog.Install(ctrl.Log.WithName("redis"))
 
-	if err := run(metricsAddr, probeAddr, secureMetrics, enableHTTP2, leaderElect, catalogPath, concurrency); err != nil {
+	if err := run(metricsAddr, probeAddr, secureMetrics, enableHTTP2, leaderElect, catalogPath, concurrency, watchNamespaces); err != nil {
 		fmt.Fprintln(os.Stderr, "manager:", err)
 		os.Exit(1)
 	}
 }
 
-func run(metricsAddr, probeAddr string, secureMetrics, enableHTTP2, leaderElect bool, catalogPath string, concurrency int) error {
+func run(metricsAddr, probeAddr string, secureMetrics, enableHTTP2, leaderElect bool, catalogPath string, concurrency int, watchNamespaces string) error {
 	log := ctrl.Log.WithName("setup")
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
@@ -86,6 +92,7 @@ func run(metricsAddr, probeAddr string, secureMetrics, enableHTTP2, leaderElect 
 		HealthProbeBindAddress: probeAddr,
 		LeaderElection:         leaderElect,
 		LeaderElectionID:       "claudecap.capacity.claudecap.io",
+		Cache:                  cacheOptions(watchNamespaces),
 	})
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
@@ -108,4 +115,20 @@ func run(metricsAddr, probeAddr string, secureMetrics, enableHTTP2, leaderElect 
 	}
 	log.Info("starting the manager", "catalog", catalog.AsOf)
 	return mgr.Start(ctrl.SetupSignalHandler())
+}
+
+// cacheOptions limits the manager's cache, and so every watch and list, to the given
+// comma-separated namespaces; empty means all. With a list, the manager needs RBAC only in
+// those namespaces.
+func cacheOptions(watchNamespaces string) cache.Options {
+	var opts cache.Options
+	for _, ns := range strings.Split(watchNamespaces, ",") {
+		if ns = strings.TrimSpace(ns); ns != "" {
+			if opts.DefaultNamespaces == nil {
+				opts.DefaultNamespaces = map[string]cache.Config{}
+			}
+			opts.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
+	return opts
 }

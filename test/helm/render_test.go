@@ -314,3 +314,29 @@ func mapBase(paths []string) []string {
 	}
 	return out
 }
+
+// With watchNamespaces the manager's cache and RBAC are limited to those namespaces: a Role
+// with the generated rules and a RoleBinding in each, no manager ClusterRole, and the flag
+// that limits the cache.
+func TestWatchNamespacesLimitTheManager(t *testing.T) {
+	g := NewWithT(t)
+	objs := render(t, release, namespace, "--set", "watchNamespaces={ai,batch}")
+	g.Expect(checkWiring(objs, namespace)).To(Succeed())
+	pod, err := readManagerPod(objs)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(pod.flags).To(HaveKeyWithValue("--watch-namespaces", "ai,batch"))
+	want, err := readManifests(filepath.Join(cluster.root, "config/rbac/role.yaml"))
+	g.Expect(err).NotTo(HaveOccurred())
+	seen := map[string]bool{}
+	for _, role := range objs.ofKind("Role") {
+		if role.GetName() != release+"-manager-role" {
+			continue
+		}
+		seen[role.GetNamespace()] = true
+		g.Expect(ruleSet(t, role)).To(Equal(ruleSet(t, want[0])), "rules of the Role in %s", role.GetNamespace())
+	}
+	g.Expect(seen).To(Equal(map[string]bool{"ai": true, "batch": true}))
+	for _, cr := range objs.ofKind("ClusterRole") {
+		g.Expect(cr.GetName()).NotTo(Equal(release+"-manager-role"), "a cluster-wide manager role with watchNamespaces")
+	}
+}

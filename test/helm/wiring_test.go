@@ -65,8 +65,14 @@ func checkWiring(objs manifests, namespace string) error {
 		return err
 	}
 	var problems []error
+	// With --watch-namespaces the manager's Roles and RoleBindings live in those namespaces.
+	watched := map[string]bool{}
+	for _, ns := range strings.Split(pod.flags["--watch-namespaces"], ",") {
+		watched[ns] = ns != ""
+	}
 	for _, obj := range objs {
-		if ns := obj.GetNamespace(); ns != "" && ns != namespace {
+		rbac := obj.GetKind() == "Role" || obj.GetKind() == "RoleBinding"
+		if ns := obj.GetNamespace(); ns != "" && ns != namespace && (!rbac || !watched[ns]) {
 			problems = append(problems, fmt.Errorf("%s %s is in namespace %s, not the release's %s", obj.GetKind(), obj.GetName(), ns, namespace))
 		}
 	}
