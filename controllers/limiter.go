@@ -277,6 +277,8 @@ func (r *ClaudeCapacityReconciler) publishLimiter(ctx context.Context, s *scope)
 			OutputTokensPerMinute: b[capacity.OutputTokens]},
 		Allocations: make(map[string]ratelimit.Limits, len(s.shares.Members)),
 		OutputRule:  outputRule(s.cc),
+		// Written before by this process: a missing bucket now means Redis lost it.
+		StartEmpty: !w.publishedAt.IsZero(),
 	}
 	for _, m := range s.shares.Members {
 		cfg.Allocations[m.Name] = ratelimit.Limits{

@@ -274,3 +274,36 @@ func TestSettlementSentTwiceAppliesOnce(t *testing.T) {
 			after.Remaining.InputTokens, after.Seq, first.Remaining.InputTokens, first.Seq)
 	}
 }
+
+// A pool configured before whose bucket is gone (Redis lost its data) starts empty and
+// refills from then: the API may have no room left. A bucket that exists is untouched.
+func TestLostBucketComesBackEmpty(t *testing.T) {
+	ctx := context.Background()
+	limits := Limits{60, 600_000, 60_000} // 1 request per second.
+	srv, l := newRulePool(t, limits, OutputProduced)
+	mustReserve(t, l, Amounts{1, 10, 10})
+	// An existing bucket keeps its levels whatever the flag says.
+	if err := WritePoolConfig(ctx, srv.Client(), l.Pool(), PoolConfig{Limits: limits, StartEmpty: true}); err != nil {
+		t.Fatal(err)
+	}
+	if r := mustReserve(t, l, Amounts{}); r.Remaining.Requests < 58 {
+		t.Fatalf("an existing bucket was emptied: %+v", r.Remaining)
+	}
+	srv.Client().FlushAll(ctx)
+	if err := WritePoolConfig(ctx, srv.Client(), l.Pool(), PoolConfig{Limits: limits, StartEmpty: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.TryReserve(ctx, Amounts{1, 10, 10}); err == nil {
+		t.Fatalf("a bucket lost with Redis's data came back with room")
+	}
+	time.Sleep(1300 * time.Millisecond)
+	mustReserve(t, l, Amounts{1, 10, 10}) // It refills from the moment it was written.
+	// Without the flag (a pool never configured before) a missing bucket starts full.
+	srv.Client().FlushAll(ctx)
+	if err := WritePoolConfig(ctx, srv.Client(), l.Pool(), PoolConfig{Limits: limits}); err != nil {
+		t.Fatal(err)
+	}
+	if r := mustReserve(t, l, Amounts{1, 10, 10}); r.Remaining.Requests != 59 {
+		t.Fatalf("a new pool's bucket: %+v, want full", r.Remaining)
+	}
+}

@@ -37,6 +37,11 @@ type PoolConfig struct {
 	// OutputRule is the API's output accounting the pool mirrors; empty means
 	// OutputProduced.
 	OutputRule OutputRule
+	// StartEmpty creates a missing bucket empty (refilling from now) instead of
+	// full. The controller sets it once it has configured the pool before: a
+	// bucket missing then means Redis lost its data, and the API may have no
+	// room left. It changes nothing for a bucket that exists.
+	StartEmpty bool
 	// UpdatedAt is the Redis time of the last write (ignored by the writer).
 	UpdatedAt time.Time
 }
@@ -57,7 +62,11 @@ func WritePoolConfig(ctx context.Context, rdb redis.UniversalClient, pool PoolKe
 	if rule != OutputProduced && rule != OutputReserved {
 		return fmt.Errorf("writing pool config of %s: unknown output rule %q (want %q or %q)", pool, rule, OutputProduced, OutputReserved)
 	}
-	args := []any{cfg.Limits.RequestsPerMinute, cfg.Limits.InputTokensPerMinute, cfg.Limits.OutputTokensPerMinute, string(rule)}
+	startEmpty := "0"
+	if cfg.StartEmpty {
+		startEmpty = "1"
+	}
+	args := []any{cfg.Limits.RequestsPerMinute, cfg.Limits.InputTokensPerMinute, cfg.Limits.OutputTokensPerMinute, string(rule), startEmpty}
 	workloads := make([]string, 0, len(cfg.Allocations))
 	for w := range cfg.Allocations {
 		workloads = append(workloads, w)

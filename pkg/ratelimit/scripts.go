@@ -85,7 +85,7 @@ local function load_bucket(key, now)
     l3 = math.min(cap3, l3 + dt * c3)
   end
   local b = {c1 = c1, c2 = c2, c3 = c3, l1 = l1, l2 = l2, l3 = l3, seq = seq, held = held,
-    rule = rule, nexp = nexp, ring = ring, now = now}
+    rule = rule, nexp = nexp, ring = ring, now = now, t = t}
   if nexp > 0 and now >= nexp then sweep(b) end
   return b
 end
@@ -356,17 +356,26 @@ end
 // the levels (clamped to the new capacity) and the holds of calls in flight;
 // a bucket never used starts full.
 //
+// A bucket that does not exist is created full, or, when ARGV[5] is "1" (the
+// writer configured this pool before, so Redis lost it), empty and refilling
+// from now: the API may have no room left, and a full bucket would let the
+// pool's first burst meet an empty API.
+//
 // KEYS: limits, alloc, bucket. ARGV: rpm, itpm, otpm, output rule
-// ("produced" or "reserved"), then workload/JSON pairs. Reply: now.
+// ("produced" or "reserved"), start empty ("1" or "0"), then workload/JSON
+// pairs. Reply: now.
 const writePoolConfigBody = `
 local now = now_us()
 touch_all()
 local c1, c2, c3 = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 redis.call('HSET', KEYS[1], 'rpm', ARGV[1], 'itpm', ARGV[2], 'otpm', ARGV[3], 'output_rule', ARGV[4],
   'updated_ms', math.floor(now / 1000))
-replace_hash(KEYS[2], ARGV, 5)
+replace_hash(KEYS[2], ARGV, 6)
 local b = load_bucket(KEYS[3], now)
-if not b or b.seq == 0 then
+if not b and ARGV[5] == '1' then
+  b = {l1 = 0, l2 = 0, l3 = 0, seq = 0, held = 0, nexp = 0, ring = string.rep('\0', HOLD_SLOTS * 16), now = now}
+elseif not b or (b.seq == 0 and b.t == 0) then
+  -- Never used: full, and following the capacity until the first admission.
   b = {l1 = c1, l2 = c2, l3 = c3, seq = 0, held = 0, nexp = 0, ring = string.rep('\0', HOLD_SLOTS * 16)}
   b.now = 0
 end

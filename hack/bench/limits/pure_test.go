@@ -284,6 +284,12 @@ func TestJudgeAndTable(t *testing.T) {
 	if over.Targets.ShareApplies || over.Targets.ZeroUpstream429 {
 		t.Errorf("100%% rows are judged on 429s only: %+v", over.Targets)
 	}
+	outage := sampleResult("redis-restart/claudecap/actual/90", "claudecap", 0.9, 0, 0.88)
+	outage.Outage = true
+	judge(outage)
+	if outage.Targets.ShareApplies || len(outage.Targets.Misses) != 0 {
+		t.Errorf("a row whose window spans a Redis outage is judged on 429s only: %+v", outage.Targets)
+	}
 	ok.Trace = []tracePoint{newTracePoint(usage{at: time.Unix(10, 1234567), charged: perDim{1, 2.4, 3.6}}, time.Unix(0, 0))}
 	ok.Trace[0].Pool = newPoolPoint([dimCount]float64{1, 2, 3}, 90.2, 1500*time.Microsecond)
 	if p := ok.Trace[0]; p.T != 10.001 || p.Charged != [dimCount]int64{1, 2, 4} || p.Pool.AgeSeconds != 0.002 {

@@ -152,7 +152,7 @@ func record(res *rowResult, m measures, counts *clientCounts) {
 // newRowResult fills what a row's configuration alone decides.
 func newRowResult(r row) *rowResult {
 	res := &rowResult{
-		Name: r.name(), Scenario: r.sc.name, About: r.sc.about, Limiter: string(r.limiter),
+		Name: r.name(), Scenario: r.sc.name, About: r.sc.about, Limiter: string(r.limiter), Outage: r.sc.outage != nil,
 		Mode: string(r.mode), Headroom: r.headroom, APILimits: scaleLimits(r.sc.limits, 1),
 	}
 	if r.limiter == limiterClaudecap {

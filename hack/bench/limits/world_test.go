@@ -42,6 +42,10 @@ type world struct {
 	gen        *generator
 	// fixedErrors counts fixed-window checks that failed on Redis and let the call through.
 	fixedErrors atomic.Int64
+	// configured is set once the pool was written, as the controller remembers it: a later
+	// write creates a missing bucket empty (ratelimit.PoolConfig.StartEmpty). Only the
+	// stand-in controller, one goroutine at a time, touches it.
+	configured bool
 }
 
 // startWorld starts a row's parts: everything is ready to send when it returns.
@@ -135,8 +139,10 @@ func outputRule(m mockapi.OTPMMode) ratelimit.OutputRule {
 func (w *world) writePool(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	return ratelimit.WritePoolConfig(ctx, w.ctrlRedis, ratelimit.PoolKey{Organization: organization, Class: class},
-		ratelimit.PoolConfig{Limits: w.row.enforced(), OutputRule: outputRule(w.row.mode)})
+	err := ratelimit.WritePoolConfig(ctx, w.ctrlRedis, ratelimit.PoolKey{Organization: organization, Class: class},
+		ratelimit.PoolConfig{Limits: w.row.enforced(), OutputRule: outputRule(w.row.mode), StartEmpty: w.configured})
+	w.configured = w.configured || err == nil
+	return err
 }
 
 // runController rewrites the pool config every controllerEvery from origin until ctx ends,
