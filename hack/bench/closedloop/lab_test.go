@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/go-logr/logr"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/claudecap/claudecap/internal/benchenv"
 	"github.com/claudecap/claudecap/internal/kubeenv"
 )
 
@@ -65,7 +65,7 @@ func TestScenarios(t *testing.T) {
 			t.Logf("%s (%s) in %.0f s: %s", sc.name, sc.title, rec.WallSeconds, strings.Join(cells, "; "))
 		})
 	}
-	info := suiteInfo{Started: suiteStart, Wall: time.Since(suiteStart), Host: hostDescription(), Load: loadAverage()}
+	info := suiteInfo{Started: suiteStart, Wall: time.Since(suiteStart), Host: benchenv.Host(), Load: benchenv.LoadAverage()}
 	if err := writeReport(outDir, runs, info); err != nil {
 		t.Errorf("writing the report: %v", err)
 	}
@@ -101,21 +101,4 @@ func selectScenarios(all []*scenario, names string) ([]*scenario, error) {
 		return nil, fmt.Errorf("-scenario: unknown scenario(s) %s; the suite has a, b1, b2, b3, c, d, e, f, g, h", strings.Join(unknown, ", "))
 	}
 	return out, nil
-}
-
-func hostDescription() string {
-	return fmt.Sprintf("%s/%s, %d CPUs, %s", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
-}
-
-// loadAverage is /proc/loadavg's first three fields.
-func loadAverage() string {
-	data, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	fields := strings.Fields(string(data))
-	if len(fields) < 3 {
-		return "unknown"
-	}
-	return strings.Join(fields[:3], " ")
 }

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
+	"github.com/claudecap/claudecap/internal/benchenv"
 	"github.com/claudecap/claudecap/internal/testutil/redistest"
 )
 
@@ -361,6 +362,6 @@ func reportFleet(b *testing.B, r fleetReport) {
 	}
 	fmt.Fprintf(&sb, "  targets: RSS < 150 MiB: %s (%.2fx of it); one Redis round trip per poll: queue poll %s, with the limiter %s; load average %s",
 		verdict(rss < rssTarget), float64(rss)/rssTarget, verdict(perPoll(f.queueRoundTrips) <= 1),
-		verdict(perPoll(f.queueRoundTrips+f.limiterRoundTrips) <= 1), loadAverage())
+		verdict(perPoll(f.queueRoundTrips+f.limiterRoundTrips) <= 1), benchenv.LoadAverage())
 	b.Log(sb.String())
 }

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
+	"github.com/claudecap/claudecap/internal/benchenv"
 	"github.com/claudecap/claudecap/internal/testutil/redistest"
 )
 
@@ -221,6 +222,6 @@ func reportReaction(b *testing.B, latencies []time.Duration, steps map[string]in
 		p50.Seconds()/kedaP50.Seconds(), p99.Seconds()/kedaP99.Seconds())
 	fmt.Fprintf(&sb, "  computed, HPA 15s sync alone (not measured):            p50 %5.1fs  p99 %5.1fs  max %5.1fs  -> ours/baseline p50 %.3f, p99 %.3f\n",
 		hpaP50.Seconds(), hpaP99.Seconds(), hpaSyncPeriod.Seconds(), p50.Seconds()/hpaP50.Seconds(), p99.Seconds()/hpaP99.Seconds())
-	fmt.Fprintf(&sb, "  target p50 <= %s: %s; load average %s", reactionTarget, verdict(p50 <= reactionTarget), loadAverage())
+	fmt.Fprintf(&sb, "  target p50 <= %s: %s; load average %s", reactionTarget, verdict(p50 <= reactionTarget), benchenv.LoadAverage())
 	b.Log(sb.String())
 }

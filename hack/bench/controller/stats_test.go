@@ -2,9 +2,7 @@ package controllerbench
 
 import (
 	"math"
-	"os"
 	"slices"
-	"strings"
 	"time"
 )
 
@@ -59,14 +57,3 @@ func verdict(met bool) string {
 
 // loadAverage is the 1, 5 and 15 minute load averages, printed next to results because
 // the machine is shared.
-func loadAverage() string {
-	data, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	fields := strings.Fields(string(data))
-	if len(fields) < 3 {
-		return "unknown"
-	}
-	return strings.Join(fields[:3], " ")
-}

@@ -2,16 +2,17 @@ package limits
 
 import (
 	"cmp"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/claudecap/claudecap/internal/benchenv"
+	"github.com/claudecap/claudecap/internal/kubeenv"
 )
 
 // enableEnv turns the suite on; without it TestLimits skips, so `go test ./...` (make test)
@@ -37,7 +38,7 @@ func TestLimits(t *testing.T) {
 	}
 	outDir := *reportFlag
 	if outDir == "" {
-		root, err := moduleRoot()
+		root, err := kubeenv.ModuleRoot()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -61,7 +62,7 @@ func TestLimits(t *testing.T) {
 		}
 	}
 	rep := &report{
-		Started: started, WallSeconds: time.Since(started).Seconds(), Host: hostDescription(), Load: loadAverage(),
+		Started: started, WallSeconds: time.Since(started).Seconds(), Host: benchenv.Host(), Load: benchenv.LoadAverage(),
 		Filter: *rowsFlag, Rows: results,
 	}
 	if err := writeReport(outDir, rep); err != nil {
@@ -82,39 +83,4 @@ func longestFirst(rows []row) []int {
 	}
 	slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(rows[b].length(), rows[a].length()) })
 	return idx
-}
-
-// moduleRoot is the nearest directory above the working directory holding go.mod.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory")
-		}
-		dir = parent
-	}
-}
-
-func hostDescription() string {
-	return fmt.Sprintf("%s/%s, %d CPUs, %s", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
-}
-
-// loadAverage is /proc/loadavg's first three fields.
-func loadAverage() string {
-	data, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	fields := strings.Fields(string(data))
-	if len(fields) < 3 {
-		return "unknown"
-	}
-	return strings.Join(fields[:3], " ")
 }
