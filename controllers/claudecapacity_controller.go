@@ -6,9 +6,11 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
@@ -38,6 +40,9 @@ type ClaudeCapacityReconciler struct {
 	// cluster-wide watch on Secrets.
 	APIReader client.Reader
 	Recorder  events.EventRecorder
+	// OperatorNamespace is the operator's own namespace: the only place an organization's
+	// limiter password is read from.
+	OperatorNamespace string
 	// Catalog maps models to classes, prices and tier limits.
 	Catalog *capacity.Catalog
 	// Signals reads queue depth from Redis through connections shared by every
@@ -59,6 +64,9 @@ type scope struct {
 	cc *capacityv1alpha1.ClaudeCapacity
 	// target is the scale target as seen through its /scale subresource; nil when missing.
 	target *scaleTarget
+	// org is the ClaudeOrganization the workload draws on (the cache's object: read only);
+	// nil for a private pool or when the binding failed (OrganizationBound says why).
+	org *capacityv1alpha1.ClaudeOrganization
 	// model is the catalog entry of spec.model; zero when unknown.
 	model capacity.Model
 	// limits are the effective organization limits of the pool (tier preset + overrides).
@@ -82,8 +90,6 @@ type scope struct {
 	// the split of the pool's budget decide computed.
 	limiter *limiterView
 	shares  *capacity.PoolAllocation
-	// writesPool is set when this workload writes the pool's config (see writesPool).
-	writesPool bool
 
 	// upstreamRefusals counts the 429s and 529s the API answered this workload since the
 	// last poll (0 when unknown).
@@ -105,6 +111,8 @@ type step func(ctx context.Context, s *scope) (ctrl.Result, error)
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
+// +kubebuilder:rbac:groups=capacity.claudecap.io,resources=claudeorganizations,verbs=get;list;watch
 
 // Reconcile brings one ClaudeCapacity's status (and, with the scaling steps, its target's
 // replicas) in line with its spec and the observed world.
@@ -134,7 +142,7 @@ func (r *ClaudeCapacityReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	}()
 
 	s := &scope{cc: cc}
-	steps := []step{r.readTarget, r.plan, r.checkScalingActive}
+	steps := []step{r.bindOrganization, r.readTarget, r.plan, r.checkScalingActive}
 	next := pollInterval(cc)
 	w := r.memory.get(req.NamespacedName)
 	before := w.polled
@@ -229,12 +237,47 @@ func (r *ClaudeCapacityReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			builder.WithPredicates(replicasOrLifecycleChanged())).
 		Watches(&appsv1.StatefulSet{}, handler.EnqueueRequestsFromMapFunc(r.claudeCapacitiesFor("StatefulSet")),
 			builder.WithPredicates(replicasOrLifecycleChanged())).
+		Watches(&capacityv1alpha1.ClaudeOrganization{}, handler.EnqueueRequestsFromMapFunc(r.membersOf),
+			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.boundIn),
+			builder.WithPredicates(labelsChanged())).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)}).
 		Named("claudecapacity").
 		Complete(r)
 }
 
 func targetIndexValue(kind, name string) string { return kind + "/" + name }
+
+// membersOf maps a changed ClaudeOrganization to every ClaudeCapacity that names it, so a
+// new limit or selector reaches them at once.
+func (r *ClaudeCapacityReconciler) membersOf(ctx context.Context, obj client.Object) []ctrl.Request {
+	var list capacityv1alpha1.ClaudeCapacityList
+	if err := r.List(ctx, &list, client.MatchingFields{orgIndexKey: obj.GetName()}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "listing the members of a changed ClaudeOrganization", "organization", obj.GetName())
+		return nil
+	}
+	return requestsFor(list.Items)
+}
+
+// boundIn maps a namespace whose labels changed to its ClaudeCapacities that name an
+// organization: the selector may now take them in or leave them out.
+func (r *ClaudeCapacityReconciler) boundIn(ctx context.Context, obj client.Object) []ctrl.Request {
+	var list capacityv1alpha1.ClaudeCapacityList
+	if err := r.List(ctx, &list, client.InNamespace(obj.GetName())); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "listing ClaudeCapacities of a relabelled namespace", "namespace", obj.GetName())
+		return nil
+	}
+	list.Items = slices.DeleteFunc(list.Items, func(cc capacityv1alpha1.ClaudeCapacity) bool { return cc.Spec.OrganizationRef == nil })
+	return requestsFor(list.Items)
+}
+
+func requestsFor(items []capacityv1alpha1.ClaudeCapacity) []ctrl.Request {
+	reqs := make([]ctrl.Request, 0, len(items))
+	for i := range items {
+		reqs = append(reqs, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(&items[i])})
+	}
+	return reqs
+}
 
 // claudeCapacitiesFor maps a changed workload of the given kind to the ClaudeCapacities
 // in its namespace that target it.

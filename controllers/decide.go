@@ -31,7 +31,7 @@ func (r *ClaudeCapacityReconciler) decide(ctx context.Context, s *scope) (ctrl.R
 	current := s.target.scale.Spec.Replicas
 	cc.Status.DesiredReplicas = current
 	if s.limits == (capacity.TierLimits{}) {
-		s.hold(cc, "no limits are known for this workload (see PlanFits), so replicas are held at %d", current)
+		s.hold(cc, "no limits are known for this workload (see OrganizationBound and PlanFits), so replicas are held at %d", current)
 		return ctrl.Result{}, nil
 	}
 	if s.signalsMissing {
@@ -55,7 +55,6 @@ func (r *ClaudeCapacityReconciler) decide(ctx context.Context, s *scope) (ctrl.R
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	s.writesPool = writesPool(cc, members)
 	pool, claims := r.poolClaims(s, members, demand)
 	capCut := r.capCut(s, w, pool)
 	pool.ExternalUsage = s.limiter.externalUsage(r.now())

@@ -47,11 +47,11 @@ func (r *ClaudeCapacityReconciler) pollDue(cc *capacityv1alpha1.ClaudeCapacity, 
 // when the read fails, they come back unknown and the estimators treat the interval as
 // unmeasured: counters are a refinement, never a reason to hold replicas.
 func (r *ClaudeCapacityReconciler) readCounters(ctx context.Context, s *scope, w *workloadMemory) ratelimit.Counters {
-	conn := limiterConnection(s.cc)
+	conn, secretNamespace := r.limiterConnection(s)
 	if conn == nil || s.model.Class == "" {
 		return ratelimit.Counters{}
 	}
-	rdb, err := r.limiterClient(ctx, s.cc, w, conn)
+	rdb, err := r.limiterClient(ctx, secretNamespace, w, conn)
 	if err != nil {
 		return ratelimit.Counters{}
 	}

@@ -24,7 +24,7 @@ func TestOperatorRestartMidSpikeDoesNotFlap(t *testing.T) {
 	srv := redistest.Start(t)
 	ns := newNamespace(t)
 	// Fast up, but the default five-minute scale-down window.
-	cc := backlogged(g, srv, ns, "restart", func(cc *capacityv1alpha1.ClaudeCapacity) { cc.Spec.Behavior.ScaleDown = nil })
+	cc := backlogged(g, srv, ns, func(cc *capacityv1alpha1.ClaudeCapacity) { cc.Spec.Behavior.ScaleDown = nil })
 	eventuallyReplicas(g, ns, 11)
 
 	// The spike ends and the operator restarts: all it remembers is in status.
@@ -47,7 +47,7 @@ func TestTargetDeletedAndRecreated(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
 	ns := newNamespace(t)
-	cc := backlogged(g, srv, ns, "recreate", nil)
+	cc := backlogged(g, srv, ns, nil)
 	eventuallyReplicas(g, ns, 11)
 
 	g.Expect(k8sClient.Delete(ctx, newDeployment(ns, "workers", 1))).To(Succeed())
@@ -72,7 +72,7 @@ func TestMetricsDescribeEachWorkload(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
 	ns := newNamespace(t)
-	cc := backlogged(g, srv, ns, "metrics", func(cc *capacityv1alpha1.ClaudeCapacity) {
+	cc := backlogged(g, srv, ns, func(cc *capacityv1alpha1.ClaudeCapacity) {
 		cc.Spec.Limits = explicitLimits(10_000, 10_000_000, 20_000)
 	})
 
@@ -134,7 +134,7 @@ func TestDecisionsWaitForAFreshPoll(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
 	ns := newNamespace(t)
-	cc := backlogged(g, srv, ns, "fresh", func(cc *capacityv1alpha1.ClaudeCapacity) { cc.Spec.PollIntervalSeconds = 30 })
+	cc := backlogged(g, srv, ns, func(cc *capacityv1alpha1.ClaudeCapacity) { cc.Spec.PollIntervalSeconds = 30 })
 	eventuallyReplicas(g, ns, 11)
 	polled := time.Now()
 

@@ -56,20 +56,29 @@ type limiterView struct {
 	hasUp    bool
 }
 
-// limiterConnection is where the pool's limiter state lives: spec.limiter.redis, else the
-// queue's Redis; nil when there is neither.
-func limiterConnection(cc *capacityv1alpha1.ClaudeCapacity) *capacityv1alpha1.RedisConnection {
-	if cc.Spec.Limiter != nil && cc.Spec.Limiter.Redis != nil {
-		return cc.Spec.Limiter.Redis
+// limiterConnection is where the pool's limiter state lives and the namespace of the
+// Secret its password may come from: the organization's Redis (Secret in the operator's
+// namespace); for a private pool spec.limiter.redis, else the queue's (Secret in the
+// workload's namespace). nil when there is none, or the organization is not bound.
+func (r *ClaudeCapacityReconciler) limiterConnection(s *scope) (*capacityv1alpha1.RedisConnection, string) {
+	cc := s.cc
+	switch {
+	case s.org != nil:
+		red := s.org.Spec.Limiter.Redis
+		return &capacityv1alpha1.RedisConnection{Address: red.Address, PasswordSecretRef: red.PasswordSecretRef,
+			TLS: red.TLS, Database: red.Database}, r.OperatorNamespace
+	case cc.Spec.OrganizationRef != nil:
+		return nil, ""
+	case cc.Spec.Limiter != nil && cc.Spec.Limiter.Redis != nil:
+		return cc.Spec.Limiter.Redis, cc.Namespace
+	case cc.Spec.Queue != nil:
+		return &cc.Spec.Queue.Redis, cc.Namespace
 	}
-	if cc.Spec.Queue != nil {
-		return &cc.Spec.Queue.Redis
-	}
-	return nil
+	return nil, ""
 }
 
 func poolKey(s *scope) ratelimit.PoolKey {
-	return ratelimit.PoolKey{Organization: s.cc.Spec.Organization, Class: string(s.model.Class)}
+	return poolKeyFor(s.cc, s.model.Class)
 }
 
 // workloadName is the ClaudeCapacity's name in the limiter's keys.
@@ -82,7 +91,7 @@ func workloadName(cc *capacityv1alpha1.ClaudeCapacity) string {
 // here does not stop scaling: the queue and the declared figures still decide.
 func (r *ClaudeCapacityReconciler) readLimiter(ctx context.Context, s *scope) (ctrl.Result, error) {
 	cc := s.cc
-	conn := limiterConnection(cc)
+	conn, secretNamespace := r.limiterConnection(s)
 	if conn == nil || s.model.Class == "" {
 		setCondition(cc, capacityv1alpha1.ConditionRateLimited, metav1.ConditionFalse, ReasonNoLimiter,
 			"no limiter Redis is configured: usage is not observed")
@@ -93,7 +102,7 @@ func (r *ClaudeCapacityReconciler) readLimiter(ctx context.Context, s *scope) (c
 	if w.limiter != nil && r.now().Sub(w.limiter.readAt) < limiterSyncInterval {
 		return ctrl.Result{}, nil
 	}
-	view, err := r.readLimiterState(ctx, s, w, conn)
+	view, err := r.readLimiterState(ctx, s, w, conn, secretNamespace)
 	if err != nil {
 		setCondition(cc, capacityv1alpha1.ConditionRateLimited, metav1.ConditionUnknown, ReasonLimiterUnavailable,
 			fmt.Sprintf("reading the limiter state: %v", err))
@@ -129,8 +138,8 @@ func (r *ClaudeCapacityReconciler) readLimiter(ctx context.Context, s *scope) (c
 }
 
 func (r *ClaudeCapacityReconciler) readLimiterState(ctx context.Context, s *scope, w *workloadMemory,
-	conn *capacityv1alpha1.RedisConnection) (*limiterView, error) {
-	rdb, err := r.limiterClient(ctx, s.cc, w, conn)
+	conn *capacityv1alpha1.RedisConnection, secretNamespace string) (*limiterView, error) {
+	rdb, err := r.limiterClient(ctx, secretNamespace, w, conn)
 	if err != nil {
 		return nil, err
 	}
@@ -159,9 +168,9 @@ func (r *ClaudeCapacityReconciler) readLimiterState(ctx context.Context, s *scop
 }
 
 // limiterClient leases a shared client for the limiter's Redis from the signals pool.
-func (r *ClaudeCapacityReconciler) limiterClient(ctx context.Context, cc *capacityv1alpha1.ClaudeCapacity, w *workloadMemory,
+func (r *ClaudeCapacityReconciler) limiterClient(ctx context.Context, secretNamespace string, w *workloadMemory,
 	conn *capacityv1alpha1.RedisConnection) (*redis.Client, error) {
-	password, err := r.redisPassword(ctx, cc.Namespace, conn.PasswordSecretRef, w)
+	password, err := r.redisPassword(ctx, secretNamespace, conn.PasswordSecretRef, w)
 	if err != nil {
 		return nil, err
 	}
@@ -225,50 +234,15 @@ func observedProfile(declared capacity.RequestProfile, v *limiterView) capacity.
 	return capacity.RequestProfile{InputTokens: float64(v.usage.InputTokens) / n, OutputTokens: float64(v.usage.OutputTokens) / n}
 }
 
-// writesPool says whether this workload writes its pool's config to its limiter's Redis:
-// among the members whose limiters use the same Redis (address and database) and that can
-// reach it (SignalsAvailable not False), the one with the smallest name does, so a pool of
-// a hundred workloads costs one write per interval, not a hundred. Every member computes
-// the same split, so which one writes does not matter; but a member with no limiter,
-// another Redis or failing signals must not keep the others' limiters unconfigured.
-func writesPool(self *capacityv1alpha1.ClaudeCapacity, members []capacityv1alpha1.ClaudeCapacity) bool {
-	conn := limiterConnection(self)
-	if conn == nil {
-		return false
-	}
-	name := workloadName(self)
-	for i := range members {
-		m := &members[i]
-		other := limiterConnection(m)
-		switch {
-		case workloadName(m) == name, !m.DeletionTimestamp.IsZero(), other == nil,
-			other.Address != conn.Address, other.Database != conn.Database,
-			meta.IsStatusConditionFalse(m.Status.Conditions, capacityv1alpha1.ConditionSignalsAvailable):
-			continue
-		}
-		if workloadName(m) < name {
-			return false
-		}
-	}
-	return true
-}
-
-// publishLimiter writes the pool's effective limits and every member's allocation for the
-// limiters to enforce, at most every limiterSyncInterval.
-// outputRule is the limiters' mirror of the API's output accounting.
-func outputRule(cc *capacityv1alpha1.ClaudeCapacity) ratelimit.OutputRule {
-	if cc.Spec.Limits.OutputAccounting == capacityv1alpha1.OutputAccountingReserved {
-		return ratelimit.OutputReserved
-	}
-	return ratelimit.OutputProduced
-}
-
+// publishLimiter writes a private pool's effective limits and allocation for its limiters
+// to enforce, at most every limiterSyncInterval. An organization's pools are written by the
+// ClaudeOrganization controller alone, so no member can block or shrink them.
 func (r *ClaudeCapacityReconciler) publishLimiter(ctx context.Context, s *scope) (ctrl.Result, error) {
-	if s.shares == nil {
+	if s.shares == nil || s.cc.Spec.OrganizationRef != nil {
 		return ctrl.Result{}, nil
 	}
 	w := r.memory.get(client.ObjectKeyFromObject(s.cc))
-	if w.limiterLease == nil || r.now().Sub(w.publishedAt) < limiterSyncInterval || !s.writesPool {
+	if w.limiterLease == nil || r.now().Sub(w.publishedAt) < limiterSyncInterval {
 		return ctrl.Result{}, nil
 	}
 	b := s.shares.Budget
@@ -276,7 +250,7 @@ func (r *ClaudeCapacityReconciler) publishLimiter(ctx context.Context, s *scope)
 		Limits: ratelimit.Limits{RequestsPerMinute: b[capacity.Requests], InputTokensPerMinute: b[capacity.InputTokens],
 			OutputTokensPerMinute: b[capacity.OutputTokens]},
 		Allocations: make(map[string]ratelimit.Limits, len(s.shares.Members)),
-		OutputRule:  outputRule(s.cc),
+		OutputRule:  orgOutputRule(s.cc.Spec.Limits.OutputAccounting),
 		// Written before by this process: a missing bucket now means Redis lost it.
 		StartEmpty: !w.publishedAt.IsZero(),
 	}
@@ -322,7 +296,7 @@ func (v *limiterView) upstreamLimits() capacity.TierLimits {
 // reported ones replace the declared ones for the decision.
 func (r *ClaudeCapacityReconciler) checkLimitsDrift(s *scope) {
 	cc := s.cc
-	if limiterConnection(cc) == nil {
+	if conn, _ := r.limiterConnection(s); conn == nil {
 		meta.RemoveStatusCondition(&cc.Status.Conditions, capacityv1alpha1.ConditionLimitsDrift)
 		return
 	}
@@ -334,36 +308,23 @@ func (r *ClaudeCapacityReconciler) checkLimitsDrift(s *scope) {
 			"no response of the API has reported its limits yet")
 		return
 	}
-	declared := s.limits
-	var diffs []string
-	adopt := declared
-	for _, d := range []struct {
-		name           string
-		declared, seen int64
-		set            func(*capacity.TierLimits, int64)
-	}{
-		{"requests", declared.RequestsPerMinute, up.RequestsPerMinute, func(l *capacity.TierLimits, v int64) { l.RequestsPerMinute = v }},
-		{"input tokens", declared.InputTokensPerMinute, up.InputTokensPerMinute, func(l *capacity.TierLimits, v int64) { l.InputTokensPerMinute = v }},
-		{"output tokens", declared.OutputTokensPerMinute, up.OutputTokensPerMinute, func(l *capacity.TierLimits, v int64) { l.OutputTokensPerMinute = v }},
-	} {
-		if d.seen == 0 || d.seen == d.declared {
-			continue
-		}
-		diffs = append(diffs, fmt.Sprintf("%s %d/min (declared %d)", d.name, d.seen, d.declared))
-		d.set(&adopt, d.seen)
-	}
+	adopt := s.fromUpstream()
+	effective, diffs := adoptUpstream(s.limits, up, adopt)
 	if len(diffs) == 0 {
 		setCondition(cc, capacityv1alpha1.ConditionLimitsDrift, metav1.ConditionFalse, ReasonLimitsMatch,
 			"the API's reported limits match the declared ones")
 		return
 	}
 	msg := "the API reports " + strings.Join(diffs, ", ")
-	if cc.Spec.Limits.FromUpstream {
-		s.limits = adopt
-		limits := rateStatus(adopt)
+	switch {
+	case adopt:
+		s.limits = effective
+		limits := rateStatus(effective)
 		cc.Status.Limits = &limits
 		msg += "; adopted (limits.fromUpstream)"
-	} else {
+	case s.org != nil:
+		msg += fmt.Sprintf("; the administrators of ClaudeOrganization %s can set limits.fromUpstream: true to adopt them, or correct its limits", s.org.Name)
+	default:
 		msg += "; set limits.fromUpstream: true to adopt them, or correct spec.limits"
 	}
 	setCondition(cc, capacityv1alpha1.ConditionLimitsDrift, metav1.ConditionTrue, ReasonLimitsDiffer, msg)

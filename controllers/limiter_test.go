@@ -23,7 +23,7 @@ func TestLimiterStateFlowsBothWays(t *testing.T) {
 	ns := newNamespace(t)
 	// 48,000 output tokens per minute carry 8 replicas of 6,000 (30 requests of 200).
 	limits := explicitLimits(10_000, 10_000_000, 48_000)
-	pool := ratelimit.PoolKey{Organization: "limiter", Class: "sonnet-4"}
+	pool := ratelimit.PoolKey{Organization: ns + ".workers", Class: "sonnet-4"} // a private pool
 	workload := ns + "/workers"
 
 	// What the workers' limiters report: 120 requests and 3 refusals from the API in the
@@ -31,7 +31,8 @@ func TestLimiterStateFlowsBothWays(t *testing.T) {
 	g.Expect(ratelimit.RecordUsage(ctx, rdb, pool, workload, "pod-a",
 		ratelimit.UsageSample{Requests: 120, InputTokens: 60_000, OutputTokens: 24_000, RateLimited: 3})).To(Succeed())
 	limits.OutputAccounting = capacityv1alpha1.OutputAccountingReserved
-	cc := backlogged(g, srv, ns, "limiter", func(cc *capacityv1alpha1.ClaudeCapacity) { cc.Spec.Limits = limits })
+	cc := backlogged(g, srv, ns, func(cc *capacityv1alpha1.ClaudeCapacity) { cc.Spec.Limits = limits })
+	g.Eventually(func(g Gomega) { g.Expect(getCC(g, cc).Status.Pool).To(Equal(ns + ".workers/sonnet-4")) }, eventually).Should(Succeed())
 
 	g.Eventually(func(g Gomega) {
 		got := getCC(g, cc)
@@ -86,7 +87,7 @@ func TestLimitsDriftAndFromUpstream(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
 	ns := newNamespace(t)
-	pool := ratelimit.PoolKey{Organization: "drift", Class: "sonnet-4"}
+	pool := ratelimit.PoolKey{Organization: ns + ".workers", Class: "sonnet-4"}
 	h := http.Header{}
 	h.Set("anthropic-ratelimit-output-tokens-limit", "16000")
 	h.Set("anthropic-ratelimit-output-tokens-remaining", "16000")
@@ -99,7 +100,7 @@ func TestLimitsDriftAndFromUpstream(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(ratelimit.WriteUpstream(ctx, srv.Client(), pool, up)).To(Succeed())
 
-	cc := backlogged(g, srv, ns, "drift", func(cc *capacityv1alpha1.ClaudeCapacity) {
+	cc := backlogged(g, srv, ns, func(cc *capacityv1alpha1.ClaudeCapacity) {
 		cc.Spec.Limits = explicitLimits(10_000, 10_000_000, 48_000)
 	})
 	g.Eventually(func(g Gomega) {

@@ -33,8 +33,19 @@ func (r *ClaudeCapacityReconciler) plan(_ context.Context, s *scope) (ctrl.Resul
 		return ctrl.Result{}, nil
 	}
 	s.model = model
+	pool := poolKeyFor(cc, model.Class)
+	cc.Status.Pool = pool.Organization + "/" + pool.Class
 
-	res, err := capacity.Plan(r.Catalog, specplan.PlanInput(cc.Spec))
+	in := specplan.PlanInput(cc.Spec)
+	if cc.Spec.OrganizationRef != nil {
+		// A member's limits and headroom are the organization's; an unbound member has none.
+		in.Limits = nil
+		if s.org != nil {
+			in.Limits = orgPlanLimits(s.org, model.Class)
+			in.HeadroomPercent = float64(orgHeadroom(s.org))
+		}
+	}
+	res, err := capacity.Plan(r.Catalog, in)
 	if err != nil {
 		cc.Status.Plan = nil
 		setCondition(cc, capacityv1alpha1.ConditionPlanFits, metav1.ConditionFalse, ReasonInvalidPlan, err.Error())
@@ -55,10 +66,21 @@ func (r *ClaudeCapacityReconciler) plan(_ context.Context, s *scope) (ctrl.Resul
 
 	declared := res.Declared
 	if declared == nil {
-		// The API server requires a tier or all three explicit limits, so Plan always
-		// checks declared limits; reaching here means the catalog lacks the class's tiers.
-		setCondition(cc, capacityv1alpha1.ConditionPlanFits, metav1.ConditionUnknown, ReasonInvalidPlan,
-			fmt.Sprintf("no limits known for model class %s", model.Class))
+		cc.Status.Limits = nil
+		switch {
+		case cc.Spec.OrganizationRef == nil:
+			// The API server requires a tier or all three explicit limits, so Plan always
+			// checks declared limits; reaching here means the catalog lacks the class's tiers.
+			setCondition(cc, capacityv1alpha1.ConditionPlanFits, metav1.ConditionUnknown, ReasonInvalidPlan,
+				fmt.Sprintf("no limits known for model class %s", model.Class))
+		case s.org != nil:
+			setCondition(cc, capacityv1alpha1.ConditionPlanFits, metav1.ConditionFalse, ReasonNoLimitsForClass,
+				fmt.Sprintf("ClaudeOrganization %s declares no limits for model class %s (no tier, no entry in limits.classes)",
+					s.org.Name, model.Class))
+		default:
+			setCondition(cc, capacityv1alpha1.ConditionPlanFits, metav1.ConditionUnknown, ReasonOrganizationNotFound,
+				"no limits until the organization binds (see OrganizationBound)")
+		}
 		return ctrl.Result{}, nil
 	}
 	s.limits = declared.Limits

@@ -38,7 +38,7 @@ func newDeployment(ns, name string, replicas int32) *appsv1.Deployment {
 func planOnly(ns, name string) *capacityv1alpha1.ClaudeCapacity {
 	cc := validClaudeCapacity(ns, name)
 	cc.Spec.Queue = nil
-	cc.Spec.Limits = capacityv1alpha1.Limits{Tier: capacityv1alpha1.Tier2}
+	cc.Spec.Limits = &capacityv1alpha1.Limits{Tier: capacityv1alpha1.Tier2}
 	cc.Spec.HeadroomPercent = 100
 	return cc
 }
@@ -164,7 +164,7 @@ func TestReconcileSaysWhenThePlanDoesNotFitTheLimits(t *testing.T) {
 	g.Expect(k8sClient.Create(ctx, newDeployment(ns, "workers", 1))).To(Succeed())
 	cc := planOnly(ns, "too-small")
 	// 20,000 output tokens per minute do not fit tier 1's 8,000.
-	cc.Spec.Limits = capacityv1alpha1.Limits{Tier: capacityv1alpha1.Tier1}
+	cc.Spec.Limits = &capacityv1alpha1.Limits{Tier: capacityv1alpha1.Tier1}
 	g.Expect(k8sClient.Create(ctx, cc)).To(Succeed())
 	key := client.ObjectKeyFromObject(cc)
 	g.Eventually(func(g Gomega) {

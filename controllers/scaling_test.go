@@ -31,14 +31,13 @@ func fastBehavior() *capacityv1alpha1.Behavior {
 	return &capacityv1alpha1.Behavior{ScaleUp: fast(), ScaleDown: fast()}
 }
 
-// queued returns a ClaudeCapacity on a Redis list with the seed traffic (30 requests per
-// minute per replica, 500 input and 200 output tokens per request) and large limits, so
-// that the queue decides unless a test lowers a limit.
-func queued(ns, name, org, addr, list string) *capacityv1alpha1.ClaudeCapacity {
+// queued returns a ClaudeCapacity, a private pool, on a Redis list with the seed traffic
+// (30 requests per minute per replica, 500 input and 200 output tokens per request) and
+// large limits, so that the queue decides unless a test lowers a limit.
+func queued(ns, name, addr, list string) *capacityv1alpha1.ClaudeCapacity {
 	cc := validClaudeCapacity(ns, name)
 	cc.Spec.ScaleTargetRef.Name = name
-	cc.Spec.Organization = org
-	cc.Spec.Limits = capacityv1alpha1.Limits{Tier: capacityv1alpha1.Tier4}
+	cc.Spec.Limits = &capacityv1alpha1.Limits{Tier: capacityv1alpha1.Tier4}
 	cc.Spec.HeadroomPercent = 100
 	cc.Spec.Traffic = capacityv1alpha1.Traffic{RequestsPerMinute: 30, AvgInputTokens: 500, AvgOutputTokens: 200}
 	cc.Spec.Worker.RequestsPerMinutePerReplica = 30
@@ -82,12 +81,12 @@ func updateCC(g Gomega, cc *capacityv1alpha1.ClaudeCapacity, mutate func(*capaci
 
 // backlogged starts the common scenario: 600 jobs already queued in "jobs" (so the first
 // poll is the estimator's baseline and demand is exactly 11 replicas of 30/min), a
-// Deployment "workers" at 1 replica, and its ClaudeCapacity in organization org, changed by
+// Deployment "workers" at 1 replica, and its ClaudeCapacity (a private pool), changed by
 // adjust before it is created.
-func backlogged(g Gomega, srv *redistest.Server, ns, org string, adjust func(*capacityv1alpha1.ClaudeCapacity)) *capacityv1alpha1.ClaudeCapacity {
+func backlogged(g Gomega, srv *redistest.Server, ns string, adjust func(*capacityv1alpha1.ClaudeCapacity)) *capacityv1alpha1.ClaudeCapacity {
 	push(g, srv, "jobs", 600)
 	g.Expect(k8sClient.Create(context.Background(), newDeployment(ns, "workers", 1))).To(Succeed())
-	cc := queued(ns, "workers", org, srv.Addr(), "jobs")
+	cc := queued(ns, "workers", srv.Addr(), "jobs")
 	if adjust != nil {
 		adjust(cc)
 	}
@@ -112,7 +111,7 @@ func TestBacklogRaisesReplicasToDemand(t *testing.T) {
 	srv := redistest.Start(t)
 	ns := newNamespace(t)
 	g.Expect(k8sClient.Create(ctx, newDeployment(ns, "workers", 1))).To(Succeed())
-	cc := queued(ns, "workers", "demand", srv.Addr(), "jobs")
+	cc := queued(ns, "workers", srv.Addr(), "jobs")
 	g.Expect(k8sClient.Create(ctx, cc)).To(Succeed())
 
 	// An empty, quiet queue needs nothing: min replicas is 0.
@@ -144,7 +143,7 @@ func TestQueueKnownBeforehandScalesToExactDemand(t *testing.T) {
 	// The first poll is the estimator's baseline, so arrivals stay at the declared
 	// 30/min: 600/120 s = 300/min plus 30/min is 330/min, 11 replicas of 30/min. One poll
 	// decides: later ones would see the undrained backlog nearer its drain deadline.
-	cc := backlogged(g, srv, ns, "exact", func(cc *capacityv1alpha1.ClaudeCapacity) { cc.Spec.PollIntervalSeconds = 60 })
+	cc := backlogged(g, srv, ns, func(cc *capacityv1alpha1.ClaudeCapacity) { cc.Spec.PollIntervalSeconds = 60 })
 	g.Eventually(func(g Gomega) {
 		g.Expect(specReplicas(g, ns, "workers")).To(Equal(int32(11)))
 		got := getCC(g, cc)
@@ -159,7 +158,7 @@ func TestLowLimitsCapReplicasAndNameTheDimension(t *testing.T) {
 	// Each case leaves room for exactly 3 replicas in one dimension.
 	cases := []struct {
 		dimension capacityv1alpha1.LimitReason
-		limits    capacityv1alpha1.Limits
+		limits    *capacityv1alpha1.Limits
 	}{
 		{capacityv1alpha1.LimitedByRequests, explicitLimits(95, 10_000_000, 10_000_000)},
 		{capacityv1alpha1.LimitedByInputTokens, explicitLimits(10_000, 50_000, 10_000_000)},
@@ -173,7 +172,7 @@ func TestLowLimitsCapReplicasAndNameTheDimension(t *testing.T) {
 			list := "jobs-" + string(tc.dimension)
 			push(g, srv, list, 600)
 			g.Expect(k8sClient.Create(ctx, newDeployment(ns, "workers", 1))).To(Succeed())
-			cc := queued(ns, "workers", "capped-"+ns, srv.Addr(), list)
+			cc := queued(ns, "workers", srv.Addr(), list)
 			cc.Spec.Limits = tc.limits
 			g.Expect(k8sClient.Create(ctx, cc)).To(Succeed())
 			g.Eventually(func(g Gomega) {
@@ -199,57 +198,15 @@ func conditionOf(g Gomega, cc *capacityv1alpha1.ClaudeCapacity, condType string)
 	return c
 }
 
-func explicitLimits(rpm, itpm, otpm int64) capacityv1alpha1.Limits {
-	return capacityv1alpha1.Limits{RequestsPerMinute: &rpm, InputTokensPerMinute: &itpm, OutputTokensPerMinute: &otpm}
-}
-
-func TestPoolIsSharedByWeightAndIdleSharesGoToOthers(t *testing.T) {
-	g := NewWithT(t)
-	ctx := context.Background()
-	srv := redistest.Start(t)
-	ns := newNamespace(t)
-	// 48,000 output tokens per minute carry 8 replicas of 6,000; both queues want 11.
-	limits := explicitLimits(10_000, 10_000_000, 48_000)
-	small := queued(ns, "small", "shared", srv.Addr(), "small-jobs")
-	small.Spec.Limits, small.Spec.Weight = limits, 1
-	big := queued(ns, "big", "shared", srv.Addr(), "big-jobs")
-	big.Spec.Limits, big.Spec.Weight = limits, 3
-	push(g, srv, "small-jobs", 600)
-	push(g, srv, "big-jobs", 600)
-	for _, cc := range []*capacityv1alpha1.ClaudeCapacity{small, big} {
-		g.Expect(k8sClient.Create(ctx, newDeployment(ns, cc.Name, 1))).To(Succeed())
-		g.Expect(k8sClient.Create(ctx, cc)).To(Succeed())
-	}
-
-	g.Eventually(func(g Gomega) {
-		s, b := getCC(g, small), getCC(g, big)
-		g.Expect(s.Status.Allocation).NotTo(BeNil())
-		g.Expect(b.Status.Allocation).NotTo(BeNil())
-		g.Expect(s.Status.Allocation.OutputTokensPerMinute * 3).To(Equal(b.Status.Allocation.OutputTokensPerMinute))
-		g.Expect(s.Status.Allocation.OutputTokensPerMinute + b.Status.Allocation.OutputTokensPerMinute).To(BeNumerically("<=", 48_000))
-		g.Expect(specReplicas(g, ns, "small")).To(Equal(int32(2)))
-		g.Expect(specReplicas(g, ns, "big")).To(Equal(int32(6)))
-		g.Expect(s.Status.LimitedBy).To(Equal(capacityv1alpha1.LimitedByPoolShare))
-	}, eventually).Should(Succeed())
-
-	// The big workload's queue empties (and its declared traffic is idle): the small one
-	// gets what the big one no longer claims.
-	g.Expect(srv.Client().Del(ctx, "big-jobs").Err()).To(Succeed())
-	updateCC(g, big, func(cc *capacityv1alpha1.ClaudeCapacity) { cc.Spec.Traffic.RequestsPerMinute = 1 })
-	g.Eventually(func(g Gomega) {
-		b := getCC(g, big)
-		g.Expect(b.Status.DemandReplicas).To(BeNumerically("<=", 1))
-		s := getCC(g, small)
-		g.Expect(*s.Status.CapReplicas).To(BeNumerically(">=", 7))
-		g.Expect(specReplicas(g, ns, "small")).To(BeNumerically(">=", 7))
-	}, eventually).Should(Succeed())
+func explicitLimits(rpm, itpm, otpm int64) *capacityv1alpha1.Limits {
+	return &capacityv1alpha1.Limits{RequestsPerMinute: &rpm, InputTokensPerMinute: &itpm, OutputTokensPerMinute: &otpm}
 }
 
 func TestDeadRedisHoldsReplicasAndRecovers(t *testing.T) {
 	g := NewWithT(t)
 	srv := redistest.Start(t)
 	ns := newNamespace(t)
-	cc := backlogged(g, srv, ns, "outage", nil)
+	cc := backlogged(g, srv, ns, nil)
 	eventuallyReplicas(g, ns, 11)
 
 	srv.Stop()
@@ -292,7 +249,7 @@ func TestAnotherAutoscalerOnTheTargetIsNotFought(t *testing.T) {
 	}
 	g.Expect(k8sClient.Create(ctx, hpa)).To(Succeed())
 	push(g, srv, "jobs", 600)
-	cc := queued(ns, "workers", "fight", srv.Addr(), "jobs")
+	cc := queued(ns, "workers", srv.Addr(), "jobs")
 	g.Expect(k8sClient.Create(ctx, cc)).To(Succeed())
 	g.Eventually(func(g Gomega) {
 		active := conditionOf(g, cc, capacityv1alpha1.ConditionScalingActive)
@@ -313,10 +270,10 @@ func TestSecondClaudeCapacityOnTheTargetHolds(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
 	ns := newNamespace(t)
-	first := backlogged(g, srv, ns, "first", nil)
+	first := backlogged(g, srv, ns, nil)
 	eventuallyReplicas(g, ns, 11)
 	time.Sleep(1100 * time.Millisecond) // Creation times have whole seconds (a tie goes to the smaller name).
-	second := queued(ns, "workers", "second", srv.Addr(), "other-jobs")
+	second := queued(ns, "workers", srv.Addr(), "other-jobs")
 	second.Name = "second"
 	g.Expect(k8sClient.Create(ctx, second)).To(Succeed())
 	g.Eventually(func(g Gomega) {
@@ -338,7 +295,7 @@ func TestPauseAnnotations(t *testing.T) {
 	ns := newNamespace(t)
 	g.Expect(k8sClient.Create(ctx, newDeployment(ns, "workers", 2))).To(Succeed())
 	push(g, srv, "jobs", 600)
-	cc := queued(ns, "workers", "paused", srv.Addr(), "jobs")
+	cc := queued(ns, "workers", srv.Addr(), "jobs")
 	cc.Annotations = map[string]string{capacityv1alpha1.AnnotationPaused: "true"}
 	g.Expect(k8sClient.Create(ctx, cc)).To(Succeed())
 	g.Eventually(func(g Gomega) {
@@ -378,7 +335,7 @@ func TestScaleDownWaitsForInFlightWork(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
 	ns := newNamespace(t)
-	cc := backlogged(g, srv, ns, "inflight", func(cc *capacityv1alpha1.ClaudeCapacity) { cc.Spec.Traffic.RequestsPerMinute = 1 })
+	cc := backlogged(g, srv, ns, func(cc *capacityv1alpha1.ClaudeCapacity) { cc.Spec.Traffic.RequestsPerMinute = 1 })
 	eventuallyReplicas(g, ns, 11)
 
 	// The backlog is gone but 6 jobs are still being worked on: replicas may fall to what

@@ -114,14 +114,21 @@ func (r *ClaudeCapacityReconciler) signalsFailed(s *scope, w *workloadMemory, re
 
 // redisPassword reads the password from its Secret, reusing it for passwordTTL.
 func (r *ClaudeCapacityReconciler) redisPassword(ctx context.Context, namespace string, ref *capacityv1alpha1.SecretKeyRef, w *workloadMemory) (string, error) {
+	return readRedisPassword(ctx, r.APIReader, r.now(), &w.passwords, namespace, ref)
+}
+
+// readRedisPassword reads a Redis password from a Secret labelled for this use, reusing a
+// value in cache for passwordTTL. Unlabelled Secrets are never read for their value.
+func readRedisPassword(ctx context.Context, reader client.Reader, now time.Time, cache *map[capacityv1alpha1.SecretKeyRef]cachedPassword,
+	namespace string, ref *capacityv1alpha1.SecretKeyRef) (string, error) {
 	if ref == nil {
 		return "", nil
 	}
-	if cached, ok := w.passwords[*ref]; ok && r.now().Sub(cached.read) < passwordTTL {
+	if cached, ok := (*cache)[*ref]; ok && now.Sub(cached.read) < passwordTTL {
 		return cached.value, nil
 	}
 	secret := &corev1.Secret{}
-	if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: ref.Name}, secret); err != nil {
+	if err := reader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: ref.Name}, secret); err != nil {
 		return "", fmt.Errorf("reading the Redis password from Secret %s/%s: %w", namespace, ref.Name, err)
 	}
 	if secret.Labels[capacityv1alpha1.LabelRedisCredentials] != "true" {
@@ -132,9 +139,9 @@ func (r *ClaudeCapacityReconciler) redisPassword(ctx context.Context, namespace 
 	if !ok {
 		return "", fmt.Errorf("secret %s/%s has no key %q for the Redis password", namespace, ref.Name, ref.Key)
 	}
-	if w.passwords == nil {
-		w.passwords = map[capacityv1alpha1.SecretKeyRef]cachedPassword{}
+	if *cache == nil {
+		*cache = map[capacityv1alpha1.SecretKeyRef]cachedPassword{}
 	}
-	w.passwords[*ref] = cachedPassword{value: string(value), read: r.now()}
+	(*cache)[*ref] = cachedPassword{value: string(value), read: now}
 	return string(value), nil
 }

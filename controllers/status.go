@@ -17,6 +17,7 @@ import (
 // readyInputs are the conditions Ready summarizes, in the order their failures are
 // reported. A condition that a step has not set yet does not block Ready.
 var readyInputs = []string{
+	capacityv1alpha1.ConditionOrganizationBound,
 	capacityv1alpha1.ConditionTargetFound,
 	capacityv1alpha1.ConditionPlanFits,
 	capacityv1alpha1.ConditionSignalsAvailable,

@@ -19,7 +19,6 @@ import (
 	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
 	"github.com/claudecap/claudecap/internal/kubeenv"
 	"github.com/claudecap/claudecap/internal/redislog"
-	"github.com/claudecap/claudecap/pkg/capacity"
 )
 
 // k8sClient talks to the suite's real kube-apiserver; a manager running the
@@ -29,6 +28,12 @@ var k8sClient client.Client
 // testReconciler is the reconciler the suite's manager runs, for tests that simulate an
 // operator restart by dropping its memory.
 var testReconciler *ClaudeCapacityReconciler
+
+// testOrgReconciler is the suite's ClaudeOrganization controller.
+var testOrgReconciler *ClaudeOrganizationReconciler
+
+// operatorNamespace is the suite's operator namespace: organizations' password Secrets.
+const operatorNamespace = "claudecap-system"
 
 func TestMain(m *testing.M) {
 	os.Exit(runSuite(m))
@@ -60,6 +65,7 @@ func runSuite(m *testing.M) int {
 
 	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme})
 	must(err)
+	must(k8sClient.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: operatorNamespace}}))
 
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
@@ -67,13 +73,9 @@ func runSuite(m *testing.M) int {
 		HealthProbeBindAddress: "0",
 	})
 	must(err)
-	reconciler := &ClaudeCapacityReconciler{
-		Client:   mgr.GetClient(),
-		Recorder: mgr.GetEventRecorder("claudecap"),
-		Catalog:  capacity.DefaultCatalog(),
-	}
-	must(reconciler.SetupWithManager(mgr))
-	testReconciler = reconciler
+	ctrls, err := Setup(mgr, Options{OperatorNamespace: operatorNamespace})
+	must(err)
+	testReconciler, testOrgReconciler = ctrls.Capacity, ctrls.Organization
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -107,5 +109,10 @@ func newNamespace(t *testing.T) string {
 	if err := k8sClient.Create(context.Background(), ns); err != nil {
 		t.Fatalf("creating namespace: %v", err)
 	}
+	// envtest has no namespace controller: delete the test's ClaudeCapacities, so that the
+	// manager stops polling Redis servers whose ports a later test may get.
+	t.Cleanup(func() {
+		_ = k8sClient.DeleteAllOf(context.Background(), &capacityv1alpha1.ClaudeCapacity{}, client.InNamespace(ns.Name))
+	})
 	return ns.Name
 }

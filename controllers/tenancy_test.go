@@ -13,8 +13,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
-	"github.com/claudecap/claudecap/internal/testutil/redistest"
-	"github.com/claudecap/claudecap/pkg/ratelimit"
 )
 
 // authRecorder is a "Redis" run by an attacker: it keeps every byte a client sends and
@@ -79,7 +77,7 @@ func TestOnlyLabelledSecretsBecomeRedisPasswords(t *testing.T) {
 	g.Expect(k8sClient.Create(ctx, secret)).To(Succeed())
 	attacker := startAuthRecorder(t)
 	g.Expect(k8sClient.Create(ctx, newDeployment(ns, "workers", 2))).To(Succeed())
-	cc := queued(ns, "workers", "exfil", attacker.addr, "jobs")
+	cc := queued(ns, "workers", attacker.addr, "jobs")
 	cc.Spec.Queue.Redis.PasswordSecretRef = &capacityv1alpha1.SecretKeyRef{Name: "payments-db", Key: "password"}
 	g.Expect(k8sClient.Create(ctx, cc)).To(Succeed())
 
@@ -96,30 +94,4 @@ func TestOnlyLabelledSecretsBecomeRedisPasswords(t *testing.T) {
 	secret.Labels = map[string]string{capacityv1alpha1.LabelRedisCredentials: "true"}
 	g.Expect(k8sClient.Update(ctx, secret)).To(Succeed())
 	g.Eventually(func() bool { return attacker.received(value) }, eventually).Should(BeTrue())
-}
-
-// A member whose limiter is on another Redis (or that has none, or cannot reach its own)
-// must not keep the pool unconfigured for the others: each Redis the pool's limiters use
-// gets the pool's config from a member that uses it.
-func TestEveryLimiterRedisGetsThePoolConfig(t *testing.T) {
-	g := NewWithT(t)
-	ctx := context.Background()
-	elsewhere, ours := redistest.Start(t), redistest.Start(t)
-	first, second := newNamespace(t), newNamespace(t)
-	if second < first {
-		first, second = second, first
-	}
-	// The member with the smaller name uses another Redis.
-	backlogged(g, elsewhere, first, "shared-org", nil)
-	backlogged(g, ours, second, "shared-org", nil)
-	pool := ratelimit.PoolKey{Organization: "shared-org", Class: "sonnet-4"}
-	g.Eventually(func(g Gomega) {
-		cfg, err := ratelimit.ReadPoolConfig(ctx, ours.Client(), pool)
-		g.Expect(err).NotTo(HaveOccurred())
-		g.Expect(cfg.Allocations).To(HaveKey(second + "/workers"))
-	}, eventually).Should(Succeed())
-	g.Eventually(func(g Gomega) {
-		_, err := ratelimit.ReadPoolConfig(ctx, elsewhere.Client(), pool)
-		g.Expect(err).NotTo(HaveOccurred())
-	}, eventually).Should(Succeed())
 }

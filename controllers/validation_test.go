@@ -25,8 +25,7 @@ func validClaudeCapacity(ns, name string) *capacityv1alpha1.ClaudeCapacity {
 		Spec: capacityv1alpha1.ClaudeCapacitySpec{
 			ScaleTargetRef: capacityv1alpha1.ScaleTargetRef{APIVersion: "apps/v1", Kind: "Deployment", Name: "workers"},
 			Model:          "claude-sonnet-4-5",
-			Organization:   "acme-prod",
-			Limits:         capacityv1alpha1.Limits{Tier: capacityv1alpha1.Tier2},
+			Limits:         &capacityv1alpha1.Limits{Tier: capacityv1alpha1.Tier2},
 			Traffic:        capacityv1alpha1.Traffic{RequestsPerMinute: 100, AvgInputTokens: 500, AvgOutputTokens: 200},
 			Worker:         capacityv1alpha1.Worker{RequestsPerMinutePerReplica: 10},
 			Queue: &capacityv1alpha1.Queue{
@@ -63,7 +62,7 @@ func TestAPIServerRefusesInvalidClaudeCapacities(t *testing.T) {
 			s.Queue.List, s.Queue.Stream, s.Queue.ConsumerGroup, s.Queue.ProcessingList = "", "jobs", "g", "busy"
 		}, "queue.processingList applies only to queue.list"},
 		{"no tier and no explicit limits", func(s *capacityv1alpha1.ClaudeCapacitySpec) {
-			s.Limits = capacityv1alpha1.Limits{RequestsPerMinute: ptr.To[int64](50)}
+			s.Limits = &capacityv1alpha1.Limits{RequestsPerMinute: ptr.To[int64](50)}
 		}, "limits need a tier, or all three of requestsPerMinute, inputTokensPerMinute and outputTokensPerMinute"},
 		{"unknown tier", func(s *capacityv1alpha1.ClaudeCapacitySpec) { s.Limits.Tier = "tier-9" },
 			`spec.limits.tier: Unsupported value: "tier-9": supported values: "tier-1", "tier-2", "tier-3", "tier-4"`},
@@ -85,8 +84,23 @@ func TestAPIServerRefusesInvalidClaudeCapacities(t *testing.T) {
 			"spec.replicas.max in body should be greater than or equal to 1"},
 		{"empty model", func(s *capacityv1alpha1.ClaudeCapacitySpec) { s.Model = "" },
 			"spec.model in body should be at least 1 chars long"},
-		{"organization with capitals", func(s *capacityv1alpha1.ClaudeCapacitySpec) { s.Organization = "Acme Prod" },
-			"spec.organization in body should match"},
+		{"limits and an organization", func(s *capacityv1alpha1.ClaudeCapacitySpec) {
+			s.OrganizationRef = &capacityv1alpha1.OrganizationRef{Name: "acme-prod"}
+		}, "set exactly one of limits (a private pool of one) or organizationRef (an organization's shared budget)"},
+		{"neither limits nor an organization", func(s *capacityv1alpha1.ClaudeCapacitySpec) { s.Limits = nil },
+			"set exactly one of limits (a private pool of one) or organizationRef"},
+		{"own limiter in an organization", func(s *capacityv1alpha1.ClaudeCapacitySpec) {
+			s.Limits, s.OrganizationRef = nil, &capacityv1alpha1.OrganizationRef{Name: "acme-prod"}
+			s.Limiter = &capacityv1alpha1.Limiter{Redis: &capacityv1alpha1.RedisConnection{Address: "10.0.0.1:6379"}}
+		}, "limiter applies only to a private pool"},
+		{"priority class in a private pool", func(s *capacityv1alpha1.ClaudeCapacitySpec) { s.PriorityClassName = "interactive" },
+			"priorityClassName needs organizationRef"},
+		{"guaranteed replicas in a private pool", func(s *capacityv1alpha1.ClaudeCapacitySpec) { s.GuaranteedReplicas = 2 },
+			"guaranteedReplicas needs organizationRef"},
+		{"guaranteed replicas above max", func(s *capacityv1alpha1.ClaudeCapacitySpec) {
+			s.Limits, s.OrganizationRef = nil, &capacityv1alpha1.OrganizationRef{Name: "acme-prod"}
+			s.GuaranteedReplicas = 11
+		}, "guaranteedReplicas must not exceed replicas.max"},
 		{"zero per-replica throughput", func(s *capacityv1alpha1.ClaudeCapacitySpec) { s.Worker.RequestsPerMinutePerReplica = 0 },
 			"spec.worker.requestsPerMinutePerReplica in body should be greater than or equal to 1"},
 		{"scaling policy of zero pods", func(s *capacityv1alpha1.ClaudeCapacitySpec) {
@@ -122,10 +136,18 @@ func TestAPIServerAcceptsSamplesAndFillsDefaults(t *testing.T) {
 	for _, path := range paths {
 		raw, err := os.ReadFile(path)
 		g.Expect(err).NotTo(HaveOccurred())
-		cc := &capacityv1alpha1.ClaudeCapacity{}
-		g.Expect(yaml.UnmarshalStrict(raw, cc)).To(Succeed(), path)
-		cc.Namespace = ns
-		g.Expect(k8sClient.Create(context.Background(), cc)).To(Succeed(), path)
+		var obj client.Object = &capacityv1alpha1.ClaudeCapacity{}
+		if strings.Contains(string(raw), "kind: ClaudeOrganization") {
+			obj = &capacityv1alpha1.ClaudeOrganization{}
+		}
+		g.Expect(yaml.UnmarshalStrict(raw, obj)).To(Succeed(), path)
+		if _, isOrg := obj.(*capacityv1alpha1.ClaudeOrganization); isOrg {
+			obj.SetName(obj.GetName() + "-" + ns) // cluster-scoped: one per test run
+			defer func() { _ = k8sClient.Delete(context.Background(), obj) }()
+		} else {
+			obj.SetNamespace(ns)
+		}
+		g.Expect(k8sClient.Create(context.Background(), obj)).To(Succeed(), path)
 	}
 
 	// The minimal valid spec comes back with every documented default filled in.

@@ -121,7 +121,8 @@ type ScaleTargetRef struct {
 	Name string `json:"name"`
 }
 
-// Limits are the organization's limits for the model class, shared by every workload in the pool.
+// Limits are an organization's limits for the model class: a private pool's in a
+// ClaudeCapacity, an organization's per class in a ClaudeOrganization.
 // +kubebuilder:validation:XValidation:rule="has(self.tier) || (has(self.requestsPerMinute) && has(self.inputTokensPerMinute) && has(self.outputTokensPerMinute))",message="limits need a tier, or all three of requestsPerMinute, inputTokensPerMinute and outputTokensPerMinute"
 type Limits struct {
 	// tier is the usage tier whose published limits apply; explicit values below override it
@@ -362,8 +363,22 @@ type Behavior struct {
 	ScaleDown *ScalingRules `json:"scaleDown,omitempty"`
 }
 
-// ClaudeCapacitySpec declares a worker fleet's traffic, the organization's limits and where
+// OrganizationRef names a ClaudeOrganization.
+type OrganizationRef struct {
+	// name of the ClaudeOrganization (cluster-scoped).
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	Name string `json:"name"`
+}
+
+// ClaudeCapacitySpec declares a worker fleet's traffic, whose limits it draws on and where
 // its backlog lives.
+// +kubebuilder:validation:XValidation:rule="has(self.limits) != has(self.organizationRef)",message="set exactly one of limits (a private pool of one) or organizationRef (an organization's shared budget)"
+// +kubebuilder:validation:XValidation:rule="!has(self.organizationRef) || !has(self.limiter)",message="limiter applies only to a private pool: an organization's members use the organization's limiter"
+// +kubebuilder:validation:XValidation:rule="!has(self.priorityClassName) || has(self.organizationRef)",message="priorityClassName needs organizationRef"
+// +kubebuilder:validation:XValidation:rule="!has(self.guaranteedReplicas) || self.guaranteedReplicas == 0 || has(self.organizationRef)",message="guaranteedReplicas needs organizationRef"
+// +kubebuilder:validation:XValidation:rule="!has(self.guaranteedReplicas) || self.guaranteedReplicas <= self.replicas.max",message="guaranteedReplicas must not exceed replicas.max"
 type ClaudeCapacitySpec struct {
 	// scaleTargetRef is the workload whose replicas are managed through /scale.
 	// +required
@@ -376,19 +391,36 @@ type ClaudeCapacitySpec struct {
 	// +kubebuilder:validation:MaxLength=128
 	Model string `json:"model"`
 
-	// organization names the Anthropic organization (or API key) whose limits are shared.
-	// Every ClaudeCapacity with the same organization and model class shares one budget.
-	// +required
+	// organizationRef binds the workload to a ClaudeOrganization, the admin-owned budget it
+	// shares with the organization's other members of the same model class. The
+	// organization's namespaceSelector must select this namespace. Exclusive with limits.
+	// +optional
+	OrganizationRef *OrganizationRef `json:"organizationRef,omitempty"`
+
+	// limits make the workload a private pool of one: its own budget, shared with nobody
+	// (its limiter keys carry its namespace and name). Exclusive with organizationRef.
+	// +optional
+	Limits *Limits `json:"limits,omitempty"`
+
+	// priorityClassName picks one of the organization's priority classes: higher classes
+	// are served first when the budget is contended, and lower classes leave the
+	// organization's reserve in the bucket for them on every call. Default: the
+	// organization's lowest class. Only with organizationRef.
+	// +optional
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=63
-	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
-	Organization string `json:"organization"`
+	PriorityClassName string `json:"priorityClassName,omitempty"`
 
-	// limits are the organization's limits for the model class.
-	// +required
-	Limits Limits `json:"limits"`
+	// guaranteedReplicas is a minimum the organization serves before any priority class:
+	// the budget for this many replicas (at most the demand) is this workload's whatever
+	// higher classes want. Default 0. Only with organizationRef.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=10000
+	GuaranteedReplicas int32 `json:"guaranteedReplicas,omitempty"`
 
-	// headroomPercent is the share of each limit the pool may plan to use, 1 to 100. Default 90.
+	// headroomPercent is the share of each limit a private pool may plan to use, 1 to 100.
+	// Default 90. Members of an organization use the organization's.
 	// +optional
 	// +kubebuilder:default=90
 	// +kubebuilder:validation:Minimum=1
@@ -407,7 +439,8 @@ type ClaudeCapacitySpec struct {
 	// +optional
 	Queue *Queue `json:"queue,omitempty"`
 
-	// limiter says where the shared limiter keeps pool state.
+	// limiter says where a private pool's shared limiter keeps its state. Members of an
+	// organization use the organization's limiter.
 	// +optional
 	Limiter *Limiter `json:"limiter,omitempty"`
 
@@ -585,9 +618,17 @@ type ClaudeCapacityStatus struct {
 	// +optional
 	Queue *QueueStatus `json:"queue,omitempty"`
 
-	// limits are the effective organization limits of the pool.
+	// limits are the effective limits of the pool: the organization's for the model class, or
+	// the private pool's.
 	// +optional
 	Limits *RateStatus `json:"limits,omitempty"`
+
+	// pool is the budget pool the workload's limiters draw from, as <organization>/<class>:
+	// the part before the slash is the proxies' --organization (a private pool's is
+	// <namespace>.<name>, which the proxy derives from --workload when --organization is
+	// left out).
+	// +optional
+	Pool string `json:"pool,omitempty"`
 
 	// observed is live usage from the limiters.
 	// +optional
@@ -623,6 +664,7 @@ type ClaudeCapacityStatus struct {
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=ccap,categories=claudecap
 // +kubebuilder:printcolumn:name="Target",type=string,JSONPath=`.spec.scaleTargetRef.name`
+// +kubebuilder:printcolumn:name="Organization",type=string,JSONPath=`.spec.organizationRef.name`
 // +kubebuilder:printcolumn:name="Replicas",type=integer,JSONPath=`.status.replicas`
 // +kubebuilder:printcolumn:name="Running",type=integer,JSONPath=`.status.readyReplicas`
 // +kubebuilder:printcolumn:name="Desired",type=integer,JSONPath=`.status.desiredReplicas`

@@ -1,4 +1,4 @@
-// Package v1alpha1 contains the ClaudeCapacity API of the capacity.claudecap.io group.
+// Package v1alpha1 contains the ClaudeCapacity and ClaudeOrganization API of the capacity.claudecap.io group.
 // +kubebuilder:object:generate=true
 // +groupName=capacity.claudecap.io
 package v1alpha1
@@ -21,7 +21,8 @@ var (
 )
 
 func addKnownTypes(scheme *runtime.Scheme) error {
-	scheme.AddKnownTypes(GroupVersion, &ClaudeCapacity{}, &ClaudeCapacityList{})
+	scheme.AddKnownTypes(GroupVersion, &ClaudeCapacity{}, &ClaudeCapacityList{},
+		&ClaudeOrganization{}, &ClaudeOrganizationList{})
 	metav1.AddToGroupVersion(scheme, GroupVersion)
 	return nil
 }

@@ -35,7 +35,8 @@ func main() {
 		catalogPath   string
 		concurrency   int
 
-		watchNamespaces string
+		watchNamespaces   string
+		operatorNamespace string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0",
 		"Address of the metrics endpoint: :8443 for HTTPS, :8080 for HTTP, 0 to turn it off.")
@@ -49,6 +50,8 @@ func main() {
 		"A model catalog YAML that overrides the embedded one (prices, tier limits, model classes).")
 	flag.StringVar(&watchNamespaces, "watch-namespaces", "",
 		"comma-separated namespaces to watch and act in; empty: all (the RBAC must match: the chart's watchNamespaces)")
+	flag.StringVar(&operatorNamespace, "operator-namespace", defaultOperatorNamespace(),
+		"the operator's own namespace: the only place a ClaudeOrganization's limiter password Secret is read from (default: $POD_NAMESPACE, else claudecap-system)")
 	flag.IntVar(&concurrency, "concurrent-reconciles", 4,
 		"How many ClaudeCapacities are reconciled at once (one object never twice at the same time).")
 	opts := zap.Options{Development: false}
@@ -57,13 +60,13 @@ func main() {
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 	redislog.Install(ctrl.Log.WithName("redis"))
 
-	if err := run(metricsAddr, probeAddr, secureMetrics, enableHTTP2, leaderElect, catalogPath, concurrency, watchNamespaces); err != nil {
+	if err := run(metricsAddr, probeAddr, secureMetrics, enableHTTP2, leaderElect, catalogPath, concurrency, watchNamespaces, operatorNamespace); err != nil {
 		fmt.Fprintln(os.Stderr, "manager:", err)
 		os.Exit(1)
 	}
 }
 
-func run(metricsAddr, probeAddr string, secureMetrics, enableHTTP2, leaderElect bool, catalogPath string, concurrency int, watchNamespaces string) error {
+func run(metricsAddr, probeAddr string, secureMetrics, enableHTTP2, leaderElect bool, catalogPath string, concurrency int, watchNamespaces, operatorNamespace string) error {
 	log := ctrl.Log.WithName("setup")
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
@@ -97,15 +100,10 @@ func run(metricsAddr, probeAddr string, secureMetrics, enableHTTP2, leaderElect 
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
 	}
-	reconciler := &controllers.ClaudeCapacityReconciler{
-		Client:   mgr.GetClient(),
-		Recorder: mgr.GetEventRecorder("claudecap"),
-		Catalog:  catalog,
-
-		MaxConcurrentReconciles: concurrency,
-	}
-	if err := reconciler.SetupWithManager(mgr); err != nil {
-		return fmt.Errorf("setting up the ClaudeCapacity controller: %w", err)
+	if _, err := controllers.Setup(mgr, controllers.Options{
+		Catalog: catalog, OperatorNamespace: operatorNamespace, MaxConcurrentReconciles: concurrency,
+	}); err != nil {
+		return err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return fmt.Errorf("adding the health check: %w", err)
@@ -115,6 +113,15 @@ func run(metricsAddr, probeAddr string, secureMetrics, enableHTTP2, leaderElect 
 	}
 	log.Info("starting the manager", "catalog", catalog.AsOf)
 	return mgr.Start(ctrl.SetupSignalHandler())
+}
+
+// defaultOperatorNamespace is the namespace the pod runs in (the chart passes it as
+// POD_NAMESPACE through the downward API).
+func defaultOperatorNamespace() string {
+	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
+		return ns
+	}
+	return "claudecap-system"
 }
 
 // cacheOptions limits the manager's cache, and so every watch and list, to the given

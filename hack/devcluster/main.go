@@ -32,7 +32,6 @@ import (
 	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
 	"github.com/claudecap/claudecap/controllers"
 	"github.com/claudecap/claudecap/internal/kubeenv"
-	"github.com/claudecap/claudecap/pkg/capacity"
 )
 
 func main() {
@@ -120,12 +119,7 @@ func run(ctx context.Context, smoke, traffic bool) error {
 	if err != nil {
 		return err
 	}
-	reconciler := &controllers.ClaudeCapacityReconciler{
-		Client:   mgr.GetClient(),
-		Recorder: mgr.GetEventRecorder("claudecap"),
-		Catalog:  capacity.DefaultCatalog(),
-	}
-	if err := reconciler.SetupWithManager(mgr); err != nil {
+	if _, err := controllers.Setup(mgr, controllers.Options{OperatorNamespace: operatorNamespace}); err != nil {
 		return err
 	}
 	mgrCtx, cancelMgr := context.WithCancel(ctx)
@@ -143,6 +137,14 @@ func run(ctx context.Context, smoke, traffic bool) error {
 		cmd := exec.CommandContext(ctx, kubectl, append([]string{"--kubeconfig", kubeconfigPath}, args...)...)
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 		return cmd
+	}
+	// The administrators' part: the operator's namespace, and the label by which the sample
+	// organization (acme-prod) lets the default namespace draw on its budget.
+	if err := kc("create", "namespace", operatorNamespace).Run(); err != nil {
+		return fmt.Errorf("creating the operator's namespace: %w", err)
+	}
+	if err := kc("label", "namespace", "default", "--overwrite", "capacity.claudecap.io/organization=acme-prod").Run(); err != nil {
+		return fmt.Errorf("labelling the default namespace for the sample organization: %w", err)
 	}
 	fmt.Println("dev: applying the samples (config/samples)")
 	if err := kc("apply", "-n", "default", "-k", filepath.Join(root, "config", "samples")).Run(); err != nil {
@@ -169,6 +171,10 @@ func run(ctx context.Context, smoke, traffic bool) error {
 			demo.mockURL, demoStartDelay, kubectl)
 	}
 	fmt.Println()
+	if err := kc("get", "corg", "-o", "wide").Run(); err != nil {
+		return err
+	}
+	fmt.Println()
 	if err := kc("get", "ccap", "-n", "default", "-o", "wide").Run(); err != nil {
 		return err
 	}
@@ -178,13 +184,14 @@ The local control plane is up. In another shell:
   export KUBECONFIG=%s
   %s get ccap -o wide -w         # replicas, desired, queue, what limits scaling
   %s describe ccap summarizer    # conditions and events
+  %s get corg acme-prod -o yaml  # the organization: limits, members, allocations
   redis-cli -p 6379 RPUSH jobs $(seq 600)   # a backlog: watch summarizer-workers scale up
   redis-cli -p 6379 DEL jobs                # and drain it
 
 %s
 Operator logs: %s  Metrics: http://127.0.0.1:8480/metrics
 Press Ctrl-C to stop everything.
-`, kubeconfigPath, kubectl, kubectl, trafficNote, logFile.Name())
+`, kubeconfigPath, kubectl, kubectl, kubectl, trafficNote, logFile.Name())
 
 	if smoke {
 		return smokeScaling(ctx, rdb, kc, traffic)
@@ -200,6 +207,10 @@ Press Ctrl-C to stop everything.
 		return nil
 	}
 }
+
+// operatorNamespace is the operator's own namespace: where a ClaudeOrganization's limiter
+// password Secret would live.
+const operatorNamespace = "claudecap-system"
 
 // redisAddr is where the samples expect their queues.
 const redisAddr = "127.0.0.1:6379"

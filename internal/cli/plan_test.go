@@ -151,7 +151,6 @@ metadata: {name: summarizer, namespace: ai}
 spec:
   scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: summarizer-workers}
   model: claude-sonnet-4-5
-  organization: acme-prod
   limits:
     tier: tier-2
     outputTokensPerMinute: 60000

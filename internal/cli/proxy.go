@@ -85,6 +85,7 @@ answers and the pool calls draw from is configured by the controller.
 
 Examples:
   claudecap proxy --organization acme-prod --workload ai/summarizer --redis-addr redis:6379
+  claudecap proxy --workload ai/classifier --redis-addr redis:6379     # a private pool
   claudecap proxy --organization acme-prod --workload ai/summarizer --api-key-file /var/run/secrets/anthropic/key --wait 30s
   claudecap proxy --organization dev --workload dev/local --upstream http://127.0.0.1:8080 --class sonnet-4`,
 		Args: cobra.NoArgs,
@@ -106,7 +107,7 @@ Examples:
 	f.StringVar(&o.listen, "listen", proxy.DefaultListenAddr, "address workers reach the proxy on (keep it on loopback when injecting a key)")
 	f.StringVar(&o.opsListen, "ops-listen", proxy.DefaultOpsListenAddr, `address of /metrics, /healthz and /readyz ("" to serve them on --listen only)`)
 	f.StringVar(&o.upstream, "upstream", proxy.DefaultUpstream, "the API every call is forwarded to")
-	f.StringVar(&o.organization, "organization", "", "organization of the rate-limit pools (as in the ClaudeCapacity spec); required")
+	f.StringVar(&o.organization, "organization", "", "the ClaudeOrganization whose pools the calls draw on (spec.organizationRef.name); empty: the workload's private pool (spec.limits)")
 	f.StringVar(&o.workload, "workload", "",
 		"workload (<namespace>/<name> of the ClaudeCapacity) whose usage is recorded and whose allocation local-share splits; required")
 	f.StringVar(&o.pod, "pod", "", "this pod's name among the workload's active pods (default: host name)")
@@ -160,18 +161,24 @@ func (o *proxyOptions) config(getenv func(string) string) (proxy.Config, error) 
 		AllowedHosts:          o.allowedHosts,
 		AllowedOrigins:        o.allowedOrigins,
 	}
-	if o.organization == "" {
-		return cfg, errors.New("--organization is required: it names the rate-limit pools shared with the controller")
-	}
 	// Without a workload the local-share policy gives every pod the whole
 	// pool while Redis is down, and the controller counts the pool's own
 	// traffic as usage by others.
 	if o.workload == "" {
-		return cfg, errors.New("--workload is required with --organization: name the ClaudeCapacity as <namespace>/<name>, " +
+		return cfg, errors.New("--workload is required: name the ClaudeCapacity as <namespace>/<name>, " +
 			"so that usage is recorded for it and each pod's local share is its part of the workload's allocation")
 	}
 	if err := ratelimit.ValidateWorkload(o.workload); err != nil {
 		return cfg, fmt.Errorf("--workload: %w", err)
+	}
+	if o.organization == "" {
+		// A private pool: the ClaudeCapacity's own limits, keyed by its namespace and name
+		// (its status.pool).
+		ns, name, ok := strings.Cut(o.workload, "/")
+		if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+			return cfg, fmt.Errorf("--workload %q: want <namespace>/<name> of the ClaudeCapacity", o.workload)
+		}
+		o.organization = ns + "." + name
 	}
 	if o.maxWait < 0 || o.maxBodyBytes <= 0 {
 		return cfg, errors.New("--wait must not be negative and --max-body-bytes must be positive")

@@ -65,6 +65,21 @@ func TestProxyFlagsToConfig(t *testing.T) {
 	}
 }
 
+func TestProxyWithoutOrganizationDrawsOnThePrivatePool(t *testing.T) {
+	o := &proxyOptions{}
+	cmd := proxyCommand(o)
+	if err := cmd.Flags().Parse([]string{"--workload", "ai/classifier", "--publish-interval", "0"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o.config(func(string) string { return "" }); err != nil {
+		t.Fatal(err)
+	}
+	// The controller keys a private pool <namespace>.<name> (ClaudeCapacity status.pool).
+	if o.organization != "ai.classifier" {
+		t.Errorf("organization = %q, want the private pool ai.classifier", o.organization)
+	}
+}
+
 func TestProxyFlagErrors(t *testing.T) {
 	dir := t.TempDir()
 	twoLines := filepath.Join(dir, "two")
@@ -75,8 +90,10 @@ func TestProxyFlagErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{}, "--organization is required"},
+		{[]string{}, "--workload is required"},
 		{[]string{"--organization", "acme"}, "--workload is required"},
+		{[]string{"--workload", "x"}, "want <namespace>/<name>"},
+		{[]string{"--workload", "ai/x/y"}, "want <namespace>/<name>"},
 		{[]string{"--organization", "acme", "--workload", "ai/x", "--api-key-file", twoLines}, "one non-empty line"},
 		{[]string{"--organization", "acme", "--workload", "ai/x", "--api-key-file", filepath.Join(dir, "missing")}, "reading the API key file"},
 		{[]string{"--organization", "acme", "--workload", "ai/x", "--api-key-env", "CLAUDECAP_TEST_UNSET_KEY"}, "holds no API key"},

@@ -15,7 +15,8 @@ import (
 // a file has not been through the API server's defaulting, so it is applied here.
 const DefaultHeadroomPercent = 90
 
-// PlanInput is what a ClaudeCapacity declares, in the planner's terms.
+// PlanInput is what a ClaudeCapacity declares, in the planner's terms. A member of an
+// organization declares no limits: the controller fills in the organization's.
 func PlanInput(spec capacityv1alpha1.ClaudeCapacitySpec) capacity.PlanInput {
 	in := capacity.PlanInput{
 		Model:                    spec.Model,
@@ -30,14 +31,16 @@ func PlanInput(spec capacityv1alpha1.ClaudeCapacitySpec) capacity.PlanInput {
 	if in.HeadroomPercent == 0 {
 		in.HeadroomPercent = DefaultHeadroomPercent
 	}
-	limits := capacity.PlanLimits{
-		Tier:                  string(spec.Limits.Tier),
-		RequestsPerMinute:     ptr.Deref(spec.Limits.RequestsPerMinute, 0),
-		InputTokensPerMinute:  ptr.Deref(spec.Limits.InputTokensPerMinute, 0),
-		OutputTokensPerMinute: ptr.Deref(spec.Limits.OutputTokensPerMinute, 0),
-	}
-	if limits != (capacity.PlanLimits{}) {
-		in.Limits = &limits
+	if l := spec.Limits; l != nil {
+		limits := capacity.PlanLimits{
+			Tier:                  string(l.Tier),
+			RequestsPerMinute:     ptr.Deref(l.RequestsPerMinute, 0),
+			InputTokensPerMinute:  ptr.Deref(l.InputTokensPerMinute, 0),
+			OutputTokensPerMinute: ptr.Deref(l.OutputTokensPerMinute, 0),
+		}
+		if limits != (capacity.PlanLimits{}) {
+			in.Limits = &limits
+		}
 	}
 	return in
 }

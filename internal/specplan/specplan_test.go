@@ -14,7 +14,7 @@ import (
 func TestPlanInputCarriesEverySpecField(t *testing.T) {
 	spec := capacityv1alpha1.ClaudeCapacitySpec{
 		Model:   "claude-haiku-4-5",
-		Limits:  capacityv1alpha1.Limits{Tier: capacityv1alpha1.Tier3, OutputTokensPerMinute: ptr.To[int64](7)},
+		Limits:  &capacityv1alpha1.Limits{Tier: capacityv1alpha1.Tier3, OutputTokensPerMinute: ptr.To[int64](7)},
 		Traffic: capacityv1alpha1.Traffic{RequestsPerMinute: 11, AvgInputTokens: 13, AvgOutputTokens: 17, CacheHitRatio: ptr.To(0.25), BatchShare: ptr.To(0.5)},
 		Worker:  capacityv1alpha1.Worker{RequestsPerMinutePerReplica: 19},
 	}
@@ -33,7 +33,7 @@ func TestPlanInputCarriesEverySpecField(t *testing.T) {
 	}
 
 	spec.HeadroomPercent = 40
-	spec.Limits = capacityv1alpha1.Limits{}
+	spec.Limits = nil
 	got = PlanInput(spec)
 	if got.HeadroomPercent != 40 || got.Limits != nil {
 		t.Fatalf("explicit headroom and no limits: got headroom %v limits %+v", got.HeadroomPercent, got.Limits)

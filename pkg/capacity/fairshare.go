@@ -119,6 +119,13 @@ type Claim struct {
 	ThroughputPerReplica float64
 	// Profile is the member's average request.
 	Profile RequestProfile
+	// Priority ranks the member inside the pool: higher priorities are served first, and
+	// members of one priority share what is left by weight. Any value; only the order counts.
+	Priority int32
+	// GuaranteedReplicas is a minimum served before any priority: the member gets a share
+	// for min(GuaranteedReplicas, Replicas) replicas whatever higher priorities claim, and
+	// guarantees the budget cannot cover are split by weight. At least 0.
+	GuaranteedReplicas int32
 }
 
 // perReplica returns what one replica of the member consumes per minute in each dimension.
@@ -136,6 +143,9 @@ func (c Claim) validate() error {
 	}
 	if c.Replicas < 0 {
 		return fmt.Errorf("pool member %s: negative replicas claimed (%d)", c.Name, c.Replicas)
+	}
+	if c.GuaranteedReplicas < 0 {
+		return fmt.Errorf("pool member %s: negative guaranteed replicas (%d)", c.Name, c.GuaranteedReplicas)
 	}
 	if !positiveFinite(c.ThroughputPerReplica) || c.ThroughputPerReplica > maxPerRequest {
 		return fmt.Errorf("pool member %s: throughput per replica %v is not in (0, %g] requests per minute",
@@ -155,6 +165,8 @@ type Allocation struct {
 	Name string
 	// Weight is the member's weight and PoolWeight the sum of all members' weights.
 	Weight, PoolWeight int64
+	// Priority and GuaranteedReplicas are the member's, from its Claim.
+	Priority, GuaranteedReplicas int32
 	// Claimed is the member's claim per dimension: Replicas x per-replica consumption.
 	Claimed PerDimension
 	// Share is what the member is guaranteed per minute; never more than Claimed.
@@ -179,8 +191,9 @@ type Allocation struct {
 	Budget PerDimension
 }
 
-// CapReason names what binds the cap: the pool share when sharing with others costs the
-// member replicas it would have alone, else the binding dimension of the whole budget.
+// CapReason names what binds the cap: the pool share when sharing with others (of any
+// priority, or their guarantees) costs the member replicas it would have alone, else the
+// binding dimension of the whole budget.
 func (a Allocation) CapReason() LimitReason {
 	if a.CapReplicas < a.SoloCapReplicas {
 		return LimitedByPoolShare
@@ -220,6 +233,20 @@ func (p PoolAllocation) Member(name string) (Allocation, bool) {
 // therefore repeats the split with such members claiming only what their cap can use, until
 // nothing changes, so that stranded shares go to members who can use them.
 //
+// Priorities and guarantees order the split in stages, each one the split above over what
+// the stages before it left:
+//
+//  1. Guarantees: every member, whatever its priority, claims min(GuaranteedReplicas,
+//     Replicas) replicas; guarantees the budget cannot cover are so split by weight.
+//  2. Priorities, highest first: the members of one priority claim the rest of their claim
+//     beyond what they hold. What a priority leaves falls to the next one down, but first
+//     each of its members takes, out of its weighted part of that leftover, what its cap can
+//     use (up to its claim), as Headroom would have let it. So members below a priority
+//     never cost its members claimed replicas they would have had without them, except
+//     through their guarantees.
+//
+// With one priority and no guarantees this is the single split above.
+//
 // The budget nobody claimed is then spread over all members by weight as Headroom, and each
 // member's cap is the replicas that fit in Share + Headroom in every dimension.
 func FairShare(pool Pool, claims []Claim) (PoolAllocation, error) {
@@ -241,30 +268,97 @@ func FairShare(pool Pool, claims []Claim) (PoolAllocation, error) {
 	}
 
 	n := len(claims)
-	perReplica := make([][numDimensions]float64, n)
-	weights := make([]int64, n)
-	want := make([]PerDimension, n) // what each member claims per dimension, lowered pass by pass
-	for i, c := range claims {
-		perReplica[i] = c.perReplica()
-		weights[i] = int64(c.Weight)
-		want[i] = claimFor(c.Replicas, perReplica[i], budget)
+	m := splitMembers{
+		weights:    make([]int64, n),
+		perReplica: make([][numDimensions]float64, n),
+		replicas:   make([]int32, n),
 	}
-	var shares []PerDimension
-	// A pass lowers a member's claim in a dimension to what its cap can use there, leaving
-	// its binding dimension alone so shares there stay exactly weighted. Lowering claims never
-	// lowers another member's share nor the member's own cap, so each of the 3n member
-	// dimensions is lowered at most once and 3n+1 passes are enough.
-	for pass := 0; pass <= numDimensions*n; pass++ {
-		shares = splitBudget(budget, want, weights)
+	want := make([]PerDimension, n)       // each member's whole claim
+	guaranteed := make([]PerDimension, n) // the part of it guaranteed
+	all := make([]int, n)
+	for i, c := range claims {
+		all[i] = i
+		m.weights[i] = int64(c.Weight)
+		m.perReplica[i] = c.perReplica()
+		m.replicas[i] = c.Replicas
+		want[i] = claimFor(c.Replicas, m.perReplica[i], budget)
+		guaranteed[i] = claimFor(min(c.GuaranteedReplicas, c.Replicas), m.perReplica[i], budget)
+	}
+
+	shares := make([]PerDimension, n)
+	m.serve(budget, all, shares, guaranteed)
+	classes := priorityClasses(claims)
+	for k, class := range classes {
+		m.serve(leftOf(budget, shares), class, shares, want)
+		if k < len(classes)-1 {
+			m.keepUsable(leftOf(budget, shares), class, shares)
+		}
+	}
+
+	out := PoolAllocation{Budget: budget, Unclaimed: leftOf(budget, shares), Members: make([]Allocation, n)}
+	for i, c := range claims {
+		a := Allocation{
+			Name:               c.Name,
+			Weight:             int64(c.Weight),
+			PoolWeight:         poolWeight,
+			Priority:           c.Priority,
+			GuaranteedReplicas: c.GuaranteedReplicas,
+			Claimed:            want[i],
+			Share:              shares[i],
+			PerReplica:         m.perReplica[i],
+			Pool:               pool,
+			Budget:             budget,
+		}
+		var room PerDimension
+		for d := range budget {
+			a.Headroom[d] = mulDiv(out.Unclaimed[d], a.Weight, poolWeight)
+			room[d] = a.Share[d] + a.Headroom[d]
+		}
+		a.CapReplicas, a.Binding, a.Partial = fitReplicas(room, m.perReplica[i])
+		a.SoloCapReplicas, _, _ = fitReplicas(budget, m.perReplica[i])
+		out.Members[i] = a
+	}
+	return out, nil
+}
+
+// splitMembers is what the stages of FairShare need of the claims, indexed like them.
+type splitMembers struct {
+	weights    []int64
+	perReplica [][numDimensions]float64
+	replicas   []int32
+}
+
+// serve splits left over the members in class (indices into the claims) for what they
+// claim (want) beyond what they hold (shares), and adds each member's part to its share.
+//
+// A pass lowers a member's claim in a dimension to what its cap (on all it holds) can use
+// there, leaving its binding dimension alone so shares there stay exactly weighted. Lowering
+// claims never lowers another member's share nor the member's own cap, so each of the 3k
+// member dimensions of a class of k is lowered at most once and 3k+1 passes are enough.
+func (m splitMembers) serve(left PerDimension, class []int, shares, want []PerDimension) {
+	k := len(class)
+	weights := make([]int64, k)
+	claims := make([]PerDimension, k) // what each member claims beyond what it holds, lowered pass by pass
+	for j, i := range class {
+		weights[j] = m.weights[i]
+		for d := range claims[j] {
+			claims[j][d] = max(0, want[i][d]-shares[i][d])
+		}
+	}
+	var parts []PerDimension
+	for pass := 0; pass <= numDimensions*k; pass++ {
+		parts = splitBudget(left, claims, weights)
 		changed := false
-		for i := range claims {
-			fit, _, _ := fitReplicas(shares[i], perReplica[i])
-			for d := range want[i] {
-				if replicasIn(shares[i][d], perReplica[i][d]) <= int64(fit) {
+		for j, i := range class {
+			held := add(shares[i], parts[j])
+			fit, _, _ := fitReplicas(held, m.perReplica[i])
+			for d := range claims[j] {
+				if replicasIn(held[d], m.perReplica[i][d]) <= int64(fit) {
 					continue
 				}
-				if usable := ceilAmount(float64(fit) * perReplica[i][d]); usable < want[i][d] {
-					want[i][d], changed = usable, true
+				usable := max(0, ceilAmount(float64(fit)*m.perReplica[i][d])-shares[i][d])
+				if usable < claims[j][d] {
+					claims[j][d], changed = usable, true
 				}
 			}
 		}
@@ -272,35 +366,70 @@ func FairShare(pool Pool, claims []Claim) (PoolAllocation, error) {
 			break
 		}
 	}
+	for j, i := range class {
+		shares[i] = add(shares[i], parts[j])
+	}
+}
 
-	out := PoolAllocation{Budget: budget, Members: make([]Allocation, n)}
-	for d := range budget {
-		out.Unclaimed[d] = budget[d]
-		for i := range shares {
-			out.Unclaimed[d] -= shares[i][d]
-		}
+// keepUsable is the last step of a priority that has lower ones below it: each member of
+// the class takes, out of its weighted part of the leftover (left), what the replicas that
+// then fit in every dimension use, up to its claimed replicas. The water-filling passes stop
+// at the first consistent split and can leave a member holding fewer replicas than its share
+// plus that part would carry; within the lowest priority Headroom makes up for it, but what a
+// higher priority leaves falls to the priorities below as shares, so the class keeps it here.
+func (m splitMembers) keepUsable(left PerDimension, class []int, shares []PerDimension) {
+	var classWeight int64
+	for _, i := range class {
+		classWeight += m.weights[i]
 	}
-	for i, c := range claims {
-		a := Allocation{
-			Name:       c.Name,
-			Weight:     int64(c.Weight),
-			PoolWeight: poolWeight,
-			Claimed:    claimFor(c.Replicas, perReplica[i], budget),
-			Share:      shares[i],
-			PerReplica: perReplica[i],
-			Pool:       pool,
-			Budget:     budget,
-		}
+	for _, i := range class {
 		var room PerDimension
-		for d := range budget {
-			a.Headroom[d] = mulDiv(out.Unclaimed[d], a.Weight, poolWeight)
-			room[d] = a.Share[d] + a.Headroom[d]
+		for d := range room {
+			room[d] = shares[i][d] + mulDiv(left[d], m.weights[i], classWeight)
 		}
-		a.CapReplicas, a.Binding, a.Partial = fitReplicas(room, perReplica[i])
-		a.SoloCapReplicas, _, _ = fitReplicas(budget, perReplica[i])
-		out.Members[i] = a
+		fit, _, _ := fitReplicas(room, m.perReplica[i])
+		fit = min(fit, m.replicas[i])
+		for d := range room {
+			shares[i][d] = max(shares[i][d], min(room[d], ceilAmount(float64(fit)*m.perReplica[i][d])))
+		}
 	}
-	return out, nil
+}
+
+// priorityClasses groups the claims' indices by priority, highest first, each group in the
+// order of the claims.
+func priorityClasses(claims []Claim) [][]int {
+	priorities := make([]int32, 0, len(claims))
+	for _, c := range claims {
+		priorities = append(priorities, c.Priority)
+	}
+	slices.Sort(priorities)
+	priorities = slices.Compact(priorities)
+	slices.Reverse(priorities)
+	classes := make([][]int, len(priorities))
+	for i, c := range claims {
+		k, _ := slices.BinarySearchFunc(priorities, c.Priority, func(p, target int32) int { return cmp.Compare(target, p) })
+		classes[k] = append(classes[k], i)
+	}
+	return classes
+}
+
+// leftOf returns the budget the shares leave, per dimension.
+func leftOf(budget PerDimension, shares []PerDimension) PerDimension {
+	left := budget
+	for _, s := range shares {
+		for d := range left {
+			left[d] -= s[d]
+		}
+	}
+	return left
+}
+
+// add returns a + b per dimension.
+func add(a, b PerDimension) PerDimension {
+	for d := range a {
+		a[d] += b[d]
+	}
+	return a
 }
 
 // splitBudget water-fills every dimension over the members' claims.

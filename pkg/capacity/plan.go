@@ -339,11 +339,21 @@ func planTiers(catalog *Catalog, class ModelClass, headroom float64, res *PlanRe
 
 // planDeclared resolves declared limits and fits the needs into them.
 func planDeclared(catalog *Catalog, class ModelClass, declared PlanLimits, needed PlanRates, headroom float64) (LimitFit, error) {
+	limits, err := catalog.ResolveLimits(class, declared)
+	if err != nil {
+		return LimitFit{}, err
+	}
+	return fitLimits("declared", "the declared limits", limits, needed, headroom), nil
+}
+
+// ResolveLimits turns declared limits into the class's limits: the tier's, each replaced by
+// an explicit value where one is given.
+func (c *Catalog) ResolveLimits(class ModelClass, declared PlanLimits) (TierLimits, error) {
 	var limits TierLimits
 	if strings.TrimSpace(declared.Tier) != "" {
-		tierLimits, err := catalog.Limits(class, declared.Tier)
+		tierLimits, err := c.Limits(class, declared.Tier)
 		if err != nil {
-			return LimitFit{}, fmt.Errorf("declared limits: %w", err)
+			return TierLimits{}, fmt.Errorf("declared limits: %w", err)
 		}
 		limits = tierLimits
 	}
@@ -357,9 +367,9 @@ func planDeclared(catalog *Catalog, class ModelClass, declared PlanLimits, neede
 		limits.OutputTokensPerMinute = declared.OutputTokensPerMinute
 	}
 	if limits == (TierLimits{}) {
-		return LimitFit{}, fmt.Errorf("%w: declared limits name neither a tier nor any explicit value", ErrInvalidPlanInput)
+		return TierLimits{}, fmt.Errorf("%w: declared limits name neither a tier nor any explicit value", ErrInvalidPlanInput)
 	}
-	return fitLimits("declared", "the declared limits", limits, needed, headroom), nil
+	return limits, nil
 }
 
 // fitLimits checks needs against limits at the headroom. A dimension fits when

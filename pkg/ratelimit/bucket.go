@@ -13,7 +13,8 @@ import (
 
 // The packed bucket (see bucketPrelude in scripts.go): a header of eleven
 // little-endian float64 values, as written by Lua's struct.pack, then the ring
-// of output holds, holdSlots pairs of (lease period, output held). Buckets
+// of output holds, holdSlots pairs of (lease period, output held), then the
+// reserve table (text, see encodeReserves; empty without reserves). Buckets
 // written before holds existed are the first eight values alone.
 const (
 	legacyBucketSize = 8 * 8
@@ -61,7 +62,7 @@ func ReadBucket(ctx context.Context, rdb redis.UniversalClient, pool PoolKey) (B
 }
 
 func decodeBucket(raw []byte) (BucketState, error) {
-	if len(raw) != bucketStateSize && len(raw) != legacyBucketSize {
+	if len(raw) < bucketStateSize && len(raw) != legacyBucketSize {
 		return BucketState{}, fmt.Errorf("bucket state is %d bytes, want %d", len(raw), bucketStateSize)
 	}
 	var f [11]float64

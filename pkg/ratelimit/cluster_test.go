@@ -466,8 +466,8 @@ func failureSummary(fs []clusterFailure) string {
 
 // TestClusterPoolConfigAcrossSlots is the controller's write path on a
 // cluster: WritePoolConfig and ReadPoolConfig through cluster clients for
-// pools on every master, a rewrite clamping the bucket, and the hash tag
-// keeping each pool's keys on one node.
+// pools on every master, a rewrite clamping the bucket, a workload's reserve
+// enforced, and the hash tag keeping each pool's keys on one node.
 func TestClusterPoolConfigAcrossSlots(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -516,6 +516,24 @@ func TestClusterPoolConfigAcrossSlots(t *testing.T) {
 		st, err := ReadBucket(ctx, reader, p)
 		if err != nil || st.Capacity[Requests] != 30 || st.Level[Requests] > 20.5 || st.Level[InputTokens] != 900 {
 			t.Fatalf("after the rewrite ReadBucket(%s) = %+v, %v; want capacity 30 and ~20 requests, input clamped to 900", p, st, err)
+		}
+		// A reserve travels in the bucket: admission still touches one key. With
+		// ~20 requests left, the workload that must leave 20 is refused, the other not.
+		reserves := map[string]Limits{clusterWorkloads[1]: {RequestsPerMinute: 20}}
+		if err := WritePoolConfig(ctx, writer, p, PoolConfig{Limits: lowered, Reserves: reserves}); err != nil {
+			t.Fatalf("writing reserves of %s: %v", p, err)
+		}
+		for w, admit := range map[string]bool{clusterWorkloads[1]: false, clusterWorkloads[0]: true} {
+			wl, err := New(reader, Options{Pool: p, Workload: w, Pod: "pod-0"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := wl.TryReserve(ctx, Amounts{Requests: 1, InputTokens: 1, OutputTokens: 1}); (err == nil) != admit || (err != nil && !errors.Is(err, ErrRateLimited)) {
+				t.Fatalf("TryReserve of %s on %s (%s) with a reserve for %s: %v, want admitted %v", w, p, owners[i], clusterWorkloads[1], err, admit)
+			}
+		}
+		if cfg, err := ReadPoolConfig(ctx, reader, p); err != nil || !reflect.DeepEqual(cfg.Reserves, reserves) {
+			t.Fatalf("ReadPoolConfig(%s) reserves = %+v, %v; want %+v", p, cfg.Reserves, err, reserves)
 		}
 	}
 	if len(seen) != len(cl.Masters()) {

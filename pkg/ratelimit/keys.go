@@ -19,17 +19,17 @@ type PoolKey struct {
 // Names are restricted so that a key can never escape its hash tag or collide
 // with another pool's keys (":" separates the tag's parts, braces delimit it).
 var (
-	poolNamePattern     = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
+	poolNamePattern     = regexp.MustCompile(`^[A-Za-z0-9._-]{1,320}$`)
 	workloadNamePattern = regexp.MustCompile(`^[A-Za-z0-9._/-]{1,253}$`)
 )
 
 // Validate reports whether the key can be used to build Redis keys.
 func (p PoolKey) Validate() error {
 	if !poolNamePattern.MatchString(p.Organization) {
-		return fmt.Errorf("invalid pool organization %q: want 1-128 characters of A-Z a-z 0-9 . _ -", p.Organization)
+		return fmt.Errorf("invalid pool organization %q: want 1-320 characters of A-Z a-z 0-9 . _ -", p.Organization)
 	}
 	if !poolNamePattern.MatchString(p.Class) {
-		return fmt.Errorf("invalid pool class %q: want 1-128 characters of A-Z a-z 0-9 . _ -", p.Class)
+		return fmt.Errorf("invalid pool class %q: want 1-320 characters of A-Z a-z 0-9 . _ -", p.Class)
 	}
 	return nil
 }

@@ -54,7 +54,9 @@ type Options struct {
 	// Pool is the pool every call of this limiter draws from. Required.
 	Pool PoolKey
 	// Workload names the workload (e.g. "<namespace>/<name>") whose usage
-	// Settle records for the controller. Empty disables usage recording.
+	// Settle records for the controller, and whose reserve (PoolConfig.Reserves)
+	// every admission leaves in the pool. Empty disables usage recording and
+	// has no reserve.
 	Workload string
 	// Pod identifies this process among the workload's active pods. Defaults
 	// to the host name (the pod name in Kubernetes).
@@ -197,7 +199,7 @@ func (l *Limiter) recordThrottle(ctx context.Context, waited time.Duration, refu
 
 func (l *Limiter) reserveInRedis(ctx context.Context, cost Amounts) (*Reservation, error) {
 	pool := l.opts.Pool
-	v, err := reserveScript.Run(ctx, l.rdb, l.reserveKeys, cost.Requests, cost.InputTokens, cost.OutputTokens, l.leaseUS).Result()
+	v, err := reserveScript.Run(ctx, l.rdb, l.reserveKeys, cost.Requests, cost.InputTokens, cost.OutputTokens, l.leaseUS, l.opts.Workload).Result()
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return nil, fmt.Errorf("reserving on pool %s: %w", pool, ctxErr)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -34,6 +35,18 @@ type PoolConfig struct {
 	// fair). Limiters do not enforce it per call (unused share may be borrowed);
 	// the LocalShare policy splits it across the workload's pods.
 	Allocations map[string]Limits
+	// Reserves maps workload name to what each call of that workload must
+	// leave in every bucket for higher-priority workloads, in the buckets'
+	// units (per-minute limit units): a call of workload w is admitted only if
+	// level - Reserves[w] covers its cost in every dimension (output: level -
+	// held - reserve), so a low-priority burst cannot drain the pool for the
+	// calls of higher priority that arrive after it. A workload without an
+	// entry (or a limiter without a workload) has no reserve. Reserves are
+	// independent of Allocations. A reserve above the pool's limit is clamped
+	// to the limit when written; a call larger than limit - reserve is admitted
+	// only from a full bucket (a reserve never makes a call impossible). The
+	// LocalShare fallback ignores reserves.
+	Reserves map[string]Limits
 	// OutputRule is the API's output accounting the pool mirrors; empty means
 	// OutputProduced.
 	OutputRule OutputRule
@@ -66,7 +79,11 @@ func WritePoolConfig(ctx context.Context, rdb redis.UniversalClient, pool PoolKe
 	if cfg.StartEmpty {
 		startEmpty = "1"
 	}
-	args := []any{cfg.Limits.RequestsPerMinute, cfg.Limits.InputTokensPerMinute, cfg.Limits.OutputTokensPerMinute, string(rule), startEmpty}
+	reserves, err := encodeReserves(cfg.Limits, cfg.Reserves)
+	if err != nil {
+		return fmt.Errorf("writing pool config of %s: %w", pool, err)
+	}
+	args := []any{cfg.Limits.RequestsPerMinute, cfg.Limits.InputTokensPerMinute, cfg.Limits.OutputTokensPerMinute, string(rule), startEmpty, reserves}
 	workloads := make([]string, 0, len(cfg.Allocations))
 	for w := range cfg.Allocations {
 		workloads = append(workloads, w)
@@ -86,14 +103,74 @@ func WritePoolConfig(ctx context.Context, rdb redis.UniversalClient, pool PoolKe
 		}
 		args = append(args, w, raw)
 	}
-	err := writePoolConfigScript.Run(ctx, rdb, []string{pool.limitsKey(), pool.allocKey(), pool.bucketKey()}, args...).Err()
+	err = writePoolConfigScript.Run(ctx, rdb, []string{pool.limitsKey(), pool.allocKey(), pool.bucketKey()}, args...).Err()
 	if err != nil {
 		return unavailable("writing pool config", pool, err)
 	}
 	return nil
 }
 
-// ReadPoolConfig returns a pool's limits and allocations. It returns
+// encodeReserves is the reserve table stored after the bucket's ring (see
+// reserve_of in scripts.go): "\n<workload> <requests> <input> <output>" per
+// workload with a non-zero reserve, sorted by name, each amount clamped to
+// the pool's limit.
+func encodeReserves(limits Limits, reserves map[string]Limits) (string, error) {
+	workloads := make([]string, 0, len(reserves))
+	for w := range reserves {
+		workloads = append(workloads, w)
+	}
+	sort.Strings(workloads)
+	var b strings.Builder
+	for _, w := range workloads {
+		r := reserves[w]
+		if err := ValidateWorkload(w); err != nil {
+			return "", fmt.Errorf("reserve: %w", err)
+		}
+		if err := r.Validate(); err != nil {
+			return "", fmt.Errorf("reserve of %s: %w", w, err)
+		}
+		r = Limits{
+			RequestsPerMinute:     min(r.RequestsPerMinute, limits.RequestsPerMinute),
+			InputTokensPerMinute:  min(r.InputTokensPerMinute, limits.InputTokensPerMinute),
+			OutputTokensPerMinute: min(r.OutputTokensPerMinute, limits.OutputTokensPerMinute),
+		}
+		if r == (Limits{}) {
+			continue
+		}
+		fmt.Fprintf(&b, "\n%s %d %d %d", w, r.RequestsPerMinute, r.InputTokensPerMinute, r.OutputTokensPerMinute)
+	}
+	return b.String(), nil
+}
+
+// decodeReserves parses the reserve table; nil when it is empty.
+func decodeReserves(table string) (map[string]Limits, error) {
+	if table == "" {
+		return nil, nil
+	}
+	if !strings.HasPrefix(table, "\n") {
+		return nil, fmt.Errorf("reserve table %.40q does not start with a newline", table)
+	}
+	out := map[string]Limits{}
+	for _, line := range strings.Split(table[1:], "\n") {
+		f := strings.Split(line, " ")
+		if len(f) != 4 || ValidateWorkload(f[0]) != nil {
+			return nil, fmt.Errorf("reserve entry %.80q is not \"<workload> <requests> <input> <output>\"", line)
+		}
+		var v [3]int64
+		for i := range v {
+			n, err := strconv.ParseInt(f[i+1], 10, 64)
+			if err != nil || n < 0 {
+				return nil, fmt.Errorf("reserve entry %.80q: amount %q is not a non-negative integer", line, f[i+1])
+			}
+			v[i] = n
+		}
+		out[f[0]] = Limits{v[0], v[1], v[2]}
+	}
+	return out, nil
+}
+
+// ReadPoolConfig returns a pool's limits, allocations and reserves (as
+// enforced: zero reserves left out, amounts clamped to the limits). It returns
 // ErrPoolNotConfigured when no limits were written.
 func ReadPoolConfig(ctx context.Context, rdb redis.UniversalClient, pool PoolKey) (PoolConfig, error) {
 	if err := pool.Validate(); err != nil {
@@ -101,9 +178,11 @@ func ReadPoolConfig(ctx context.Context, rdb redis.UniversalClient, pool PoolKey
 	}
 	var limits *redis.SliceCmd
 	var alloc *redis.MapStringStringCmd
+	var reserves *redis.StringCmd
 	_, err := rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		limits = p.HMGet(ctx, pool.limitsKey(), limitFields...)
 		alloc = p.HGetAll(ctx, pool.allocKey())
+		reserves = p.GetRange(ctx, pool.bucketKey(), bucketStateSize, -1)
 		return nil
 	})
 	if err != nil {
@@ -117,6 +196,9 @@ func ReadPoolConfig(ctx context.Context, rdb redis.UniversalClient, pool PoolKey
 	}
 	cfg, err := decodePoolConfig(fields, alloc.Val())
 	if err != nil {
+		return PoolConfig{}, fmt.Errorf("reading pool config of %s: %w", pool, err)
+	}
+	if cfg.Reserves, err = decodeReserves(reserves.Val()); err != nil {
 		return PoolConfig{}, fmt.Errorf("reading pool config of %s: %w", pool, err)
 	}
 	return cfg, nil

@@ -13,9 +13,10 @@ import "github.com/redis/go-redis/v9"
 // little-endian doubles (capacities r, i, o; levels r, i, o; last change time
 // in µs, 0 = never; change sequence number; output held by unsettled calls;
 // output rule, 0 = produced, 1 = reserved; when the first hold expires, µs,
-// 0 = none) followed by the hold ring, see bucketState in bucket.go. A packed
-// string instead of a hash keeps the hot path to the three cheapest calls
-// (TIME, GET, SET) with no decimal formatting. Levels may be negative (debt
+// 0 = none) followed by the hold ring, see bucketState in bucket.go, and then
+// the reserve table (see reserveOf). A packed string instead of a hash keeps
+// the hot path to the three cheapest calls (TIME, GET, SETRANGE) with no
+// decimal formatting. Levels may be negative (debt
 // from settled overage) and refill towards the capacity at capacity/60 per
 // second.
 //
@@ -41,6 +42,7 @@ local function now_us()
 end
 local HOLD_US, HOLD_SLOTS = 60000000, 16
 local HEADER = '<ddddddddddd'
+local BUCKET_SIZE = 88 + HOLD_SLOTS * 16
 local function output_cap(b)
   if b.rule == 1 then return b.c3 + b.held end
   return b.c3
@@ -71,7 +73,7 @@ local function load_bucket(key, now)
     held, rule, nexp, ring = 0, 0, 0, string.rep('\0', HOLD_SLOTS * 16)
   else
     c1, c2, c3, l1, l2, l3, t, seq, held, rule, nexp = struct.unpack(HEADER, s)
-    ring = string.sub(s, 89)
+    ring = string.sub(s, 89, BUCKET_SIZE)
   end
   -- TIME may step back (a failover to another host, a clock step): time never
   -- runs backwards here, so no interval is refilled twice.
@@ -85,13 +87,30 @@ local function load_bucket(key, now)
     l3 = math.min(cap3, l3 + dt * c3)
   end
   local b = {c1 = c1, c2 = c2, c3 = c3, l1 = l1, l2 = l2, l3 = l3, seq = seq, held = held,
-    rule = rule, nexp = nexp, ring = ring, now = now, t = t}
+    rule = rule, nexp = nexp, ring = ring, now = now, t = t, s = s}
   if nexp > 0 and now >= nexp then sweep(b) end
   return b
 end
+-- store_bucket rewrites the header and the ring in place: the reserve table
+-- after them is the pool config's, written only by writePoolConfigBody.
+local function pack_bucket(b)
+  return struct.pack(HEADER, b.c1, b.c2, b.c3, b.l1, b.l2, b.l3, b.now, b.seq,
+    b.held, b.rule, b.nexp) .. b.ring
+end
 local function store_bucket(key, b)
-  redis.call('SET', key, struct.pack(HEADER, b.c1, b.c2, b.c3, b.l1, b.l2, b.l3, b.now, b.seq,
-    b.held, b.rule, b.nexp) .. b.ring)
+  redis.call('SETRANGE', key, 0, pack_bucket(b))
+end
+-- reserveOf returns what a call of workload w must leave in each bucket for
+-- higher-priority workloads. The reserve table follows the ring: text, one
+-- entry "\n<workload> <requests> <input> <output>" (integers, bucket units)
+-- per workload with a reserve. Workload names hold no space or newline, so
+-- a plain find of "\n<w> " matches w's entry and no other.
+local function reserve_of(b, w)
+  if w == '' or #b.s <= BUCKET_SIZE then return 0, 0, 0 end
+  local at = string.find(b.s, '\n' .. w .. ' ', BUCKET_SIZE + 1, true)
+  if not at then return 0, 0, 0 end
+  local r1, r2, r3 = string.match(b.s, '^(%d+) (%d+) (%d+)', at + #w + 2)
+  return tonumber(r1) or 0, tonumber(r2) or 0, tonumber(r3) or 0
 end
 local function hold_slot(b, expires)
   local period = math.floor(expires / HOLD_US)
@@ -131,11 +150,17 @@ end
 -- hovers at the margin instead of at zero); it only makes a burst from a full
 -- bucket 0.4% smaller.
 local MARGIN = 0.25 / 60
-local function margin(capacity, n)
+local function margin(capacity, n, reserve)
   if n <= 0 then return 0 end
   local m = capacity * MARGIN
-  if m > capacity - n then m = math.max(0, capacity - n) end
+  if m > capacity - reserve - n then m = math.max(0, capacity - reserve - n) end
   return m
+end
+-- A reserve never makes a call impossible: a call larger than capacity -
+-- reserve may take what the reserve protects, but only from a full bucket.
+local function clamp_reserve(reserve, capacity, n)
+  if reserve > capacity - n then return math.max(0, capacity - n) end
+  return reserve
 end
 local MAX_WAIT_US = 3600000000
 local function wait_us(need, level, capacity)
@@ -145,9 +170,13 @@ end
 `
 
 // reserveScript takes a cost from all three buckets or from none: requests
-// and input from their levels, output as a hold (see bucketPrelude).
+// and input from their levels, output as a hold (see bucketPrelude). A call of
+// a workload with a reserve (see reserve_of) must leave it in every bucket:
+// it is admitted only if level - reserve (output: level - held - reserve)
+// covers the cost and the margin, and its waits count until then.
 //
-// KEYS: bucket. ARGV: requests, input, output, lease (µs).
+// KEYS: bucket. ARGV: requests, input, output, lease (µs), workload ("" =
+// none, no reserve).
 // Reply when admitted: {1, now, seq, level1..3} (levels after the take; the
 // output level is what is available: level - held); refused: {0, now, seq,
 // level1..3, wait1..3} with waits in µs, ceiled, capped at an hour, and status
@@ -159,8 +188,11 @@ local now = t[1] * 1000000 + t[2]
 local b = load_bucket(KEYS[1], now)
 if not b then return {-2, now} end
 local n1, n2, n3 = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local r1, r2, r3 = reserve_of(b, ARGV[5])
+r1, r2, r3 = clamp_reserve(r1, b.c1, n1), clamp_reserve(r2, b.c2, n2), clamp_reserve(r3, b.c3, n3)
 local a3 = b.l3 - b.held
-if b.l1 - margin(b.c1, n1) >= n1 and b.l2 - margin(b.c2, n2) >= n2 and a3 - margin(b.c3, n3) >= n3 then
+local m1, m2, m3 = margin(b.c1, n1, r1), margin(b.c2, n2, r2), margin(b.c3, n3, r3)
+if b.l1 - r1 - m1 >= n1 and b.l2 - r2 - m2 >= n2 and a3 - r3 - m3 >= n3 then
   b.l1, b.l2 = b.l1 - n1, b.l2 - n2
   hold(b, b.now + tonumber(ARGV[4]), n3)
   b.seq = b.seq + 1
@@ -168,9 +200,9 @@ if b.l1 - margin(b.c1, n1) >= n1 and b.l2 - margin(b.c2, n2) >= n2 and a3 - marg
   return {1, b.now, b.seq, b.l1, b.l2, b.l3 - b.held}
 end
 local w1, w2, w3, status = 0, 0, 0, 0
-if n1 > b.c1 then w1, status = -1, -1 else w1 = wait_us(n1 + margin(b.c1, n1), b.l1, b.c1) end
-if n2 > b.c2 then w2, status = -1, -1 else w2 = wait_us(n2 + margin(b.c2, n2), b.l2, b.c2) end
-if n3 > b.c3 then w3, status = -1, -1 else w3 = wait_us(n3 + margin(b.c3, n3), a3, b.c3) end
+if n1 > b.c1 then w1, status = -1, -1 else w1 = wait_us(n1 + r1 + m1, b.l1, b.c1) end
+if n2 > b.c2 then w2, status = -1, -1 else w2 = wait_us(n2 + r2 + m2, b.l2, b.c2) end
+if n3 > b.c3 then w3, status = -1, -1 else w3 = wait_us(n3 + r3 + m3, a3, b.c3) end
 return {status, b.now, b.seq, b.l1, b.l2, a3, w1, w2, w3}
 `
 
@@ -361,16 +393,21 @@ end
 // from now: the API may have no room left, and a full bucket would let the
 // pool's first burst meet an empty API.
 //
+// The reserves travel in the bucket, after the ring (see reserve_of), so that
+// admission reads them with the levels: one key, one GET. The bucket is
+// rewritten whole here, so a reserve left out of the new config stops
+// applying with this write.
+//
 // KEYS: limits, alloc, bucket. ARGV: rpm, itpm, otpm, output rule
-// ("produced" or "reserved"), start empty ("1" or "0"), then workload/JSON
-// pairs. Reply: now.
+// ("produced" or "reserved"), start empty ("1" or "0"), reserve table (text,
+// built by encodeReserves), then workload/JSON pairs. Reply: now.
 const writePoolConfigBody = `
 local now = now_us()
 touch_all()
 local c1, c2, c3 = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 redis.call('HSET', KEYS[1], 'rpm', ARGV[1], 'itpm', ARGV[2], 'otpm', ARGV[3], 'output_rule', ARGV[4],
   'updated_ms', math.floor(now / 1000))
-replace_hash(KEYS[2], ARGV, 6)
+replace_hash(KEYS[2], ARGV, 7)
 local b = load_bucket(KEYS[3], now)
 if not b and ARGV[5] == '1' then
   b = {l1 = 0, l2 = 0, l3 = 0, seq = 0, held = 0, nexp = 0, ring = string.rep('\0', HOLD_SLOTS * 16), now = now}
@@ -383,7 +420,7 @@ b.c1, b.c2, b.c3 = c1, c2, c3
 b.rule = 0
 if ARGV[4] == 'reserved' then b.rule = 1 end
 b.l1, b.l2, b.l3 = math.min(b.l1, c1), math.min(b.l2, c2), math.min(b.l3, output_cap(b))
-store_bucket(KEYS[3], b)
+redis.call('SET', KEYS[3], pack_bucket(b) .. ARGV[6])
 return now
 `
 

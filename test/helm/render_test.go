@@ -13,6 +13,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/yaml"
 
 	"github.com/claudecap/claudecap/pkg/capacity"
@@ -100,24 +101,58 @@ func TestRolesMatchConfig(t *testing.T) {
 	t.Logf("checked: rules of %d chart roles equal config/rbac", len(rendered))
 }
 
-// ruleSet returns a role's rules with every list sorted, so that the order in which a file
-// lists verbs or rules does not matter.
+// rulesOf is ruleSet for a typed role.
+func rulesOf(t *testing.T, role *rbacv1.ClusterRole) []rbacv1.PolicyRule {
+	t.Helper()
+	raw, err := runtime.DefaultUnstructuredConverter.ToUnstructured(role)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ruleSet(t, &unstructured.Unstructured{Object: raw})
+}
+
+// ruleSet returns a role's rules as one rule per API group and resource (or non-resource
+// URL) with its verbs sorted, so that how a file groups or orders its rules does not matter.
 func ruleSet(t *testing.T, role *unstructured.Unstructured) []rbacv1.PolicyRule {
 	t.Helper()
 	typed, err := decode[rbacv1.ClusterRole](role)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rules := typed.Rules
-	for i := range rules {
-		for _, list := range [][]string{rules[i].APIGroups, rules[i].Resources, rules[i].Verbs, rules[i].NonResourceURLs, rules[i].ResourceNames} {
-			slices.Sort(list)
+	verbs := map[string]map[string]bool{}
+	add := func(key string, vs []string) {
+		if verbs[key] == nil {
+			verbs[key] = map[string]bool{}
+		}
+		for _, v := range vs {
+			verbs[key][v] = true
 		}
 	}
-	slices.SortFunc(rules, func(a, b rbacv1.PolicyRule) int {
-		return strings.Compare(strings.Join(slices.Concat(a.APIGroups, a.Resources, a.NonResourceURLs), ","),
-			strings.Join(slices.Concat(b.APIGroups, b.Resources, b.NonResourceURLs), ","))
-	})
+	for _, r := range typed.Rules {
+		for _, u := range r.NonResourceURLs {
+			add("url\x00"+u+"\x00"+strings.Join(r.ResourceNames, ","), r.Verbs)
+		}
+		for _, g := range r.APIGroups {
+			for _, res := range r.Resources {
+				add(g+"\x00"+res+"\x00"+strings.Join(r.ResourceNames, ","), r.Verbs)
+			}
+		}
+	}
+	keys := slices.Sorted(maps.Keys(verbs))
+	rules := make([]rbacv1.PolicyRule, 0, len(keys))
+	for _, k := range keys {
+		parts := strings.SplitN(k, "\x00", 3)
+		rule := rbacv1.PolicyRule{Verbs: slices.Sorted(maps.Keys(verbs[k]))}
+		if parts[0] == "url" {
+			rule.NonResourceURLs = []string{parts[1]}
+		} else {
+			rule.APIGroups, rule.Resources = []string{parts[0]}, []string{parts[1]}
+		}
+		if parts[2] != "" {
+			rule.ResourceNames = strings.Split(parts[2], ",")
+		}
+		rules = append(rules, rule)
+	}
 	return rules
 }
 
@@ -153,6 +188,7 @@ func TestDefaultValuesRender(t *testing.T) {
 	g.Expect(pod.container.Image).To(Equal("ghcr.io/claudecap/claudecap:" + chartAppVersion(t)))
 	g.Expect(pod.flags).To(Equal(map[string]string{
 		"--health-probe-bind-address": ":8081",
+		"--operator-namespace":        namespace,
 		"--metrics-bind-address":      ":8443",
 		"--metrics-secure":            "true",
 		"--leader-elect":              "",
@@ -327,16 +363,33 @@ func TestWatchNamespacesLimitTheManager(t *testing.T) {
 	g.Expect(pod.flags).To(HaveKeyWithValue("--watch-namespaces", "ai,batch"))
 	want, err := readManifests(filepath.Join(cluster.root, "config/rbac/role.yaml"))
 	g.Expect(err).NotTo(HaveOccurred())
+	// The Roles in the watched namespaces and the ClusterRole for what is cluster-scoped grant,
+	// together, exactly what the controllers' markers ask for.
 	seen := map[string]bool{}
+	var clusterScoped *unstructured.Unstructured
+	for _, cr := range objs.ofKind("ClusterRole") {
+		g.Expect(cr.GetName()).NotTo(Equal(release+"-manager-role"), "a cluster-wide manager role with watchNamespaces")
+		if cr.GetName() == release+"-manager-cluster-role" {
+			clusterScoped = cr
+		}
+	}
+	g.Expect(clusterScoped).NotTo(BeNil(), "the cluster-scoped part of the manager's rules")
 	for _, role := range objs.ofKind("Role") {
 		if role.GetName() != release+"-manager-role" {
 			continue
 		}
 		seen[role.GetNamespace()] = true
-		g.Expect(ruleSet(t, role)).To(Equal(ruleSet(t, want[0])), "rules of the Role in %s", role.GetNamespace())
+		namespaced, cluster := ruleSet(t, role), ruleSet(t, clusterScoped)
+		for _, r := range cluster {
+			g.Expect(r.Resources).NotTo(ContainElement("secrets"), "cluster-wide Secret access with watchNamespaces")
+		}
+		union := &rbacv1.ClusterRole{Rules: slices.Concat(namespaced, cluster)}
+		g.Expect(rulesOf(t, union)).To(Equal(ruleSet(t, want[0])), "rules of the Role in %s with the cluster-scoped ones", role.GetNamespace())
 	}
 	g.Expect(seen).To(Equal(map[string]bool{"ai": true, "batch": true}))
-	for _, cr := range objs.ofKind("ClusterRole") {
-		g.Expect(cr.GetName()).NotTo(Equal(release+"-manager-role"), "a cluster-wide manager role with watchNamespaces")
-	}
+	// The organization's limiter password is read in the release's namespace only.
+	secretsRole := objs.find("Role", release+"-manager-secrets-role")
+	g.Expect(secretsRole).NotTo(BeNil())
+	g.Expect(secretsRole.GetNamespace()).To(Equal(namespace))
+	g.Expect(pod.flags).To(HaveKeyWithValue("--operator-namespace", namespace))
 }

@@ -123,7 +123,9 @@ func (l *lab) stop() {
 
 // newNamespace creates a namespace for one scenario.
 func (l *lab) newNamespace(ctx context.Context, name string) (string, error) {
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "scenario-" + name + "-"}}
+	// Labelled for the scenario's organization (see organizationFor).
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "scenario-" + name + "-",
+		Labels: map[string]string{labOrganizationLabel: "lab-" + name}}}
 	if err := l.client.Create(ctx, ns); err != nil {
 		return "", fmt.Errorf("creating a namespace: %w", err)
 	}

@@ -114,6 +114,11 @@ func (r *scenarioRun) createObjects() {
 		}
 	})
 	r.organization = "lab-" + sc.name
+	org := organizationFor(r.organization, r.rds.Addr())
+	if err := l.client.Create(r.ctx, org); err != nil {
+		t.Fatalf("creating the organization: %v", err)
+	}
+	t.Cleanup(func() { _ = l.client.Delete(context.Background(), org) })
 	for _, w := range sc.workloads {
 		r.names = append(r.names, w.name)
 		rec.Workloads = append(rec.Workloads, w.name)
@@ -401,22 +406,37 @@ func workerDeployment(ns, name string) *appsv1.Deployment {
 	}
 }
 
-// capacityFor is the ClaudeCapacity of one workload: explicit small limits, 90% headroom,
-// declared traffic of one replica's worth (so an empty queue asks for the one replica the
+// labOrganizationLabel marks a scenario's namespace for its organization.
+const labOrganizationLabel = "lab.claudecap.io/organization"
+
+// organizationFor is a scenario's organization: explicit small limits for the model class,
+// 90% headroom, its limiter on the scenario's Redis, selecting the scenario's namespace.
+func organizationFor(name, redisAddr string) *capacityv1alpha1.ClaudeOrganization {
+	return &capacityv1alpha1.ClaudeOrganization{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: capacityv1alpha1.ClaudeOrganizationSpec{
+			Limits: capacityv1alpha1.OrganizationLimits{Classes: []capacityv1alpha1.ClassLimits{{
+				Class: modelClass, RequestsPerMinute: ptr.To[int64](limitRPM), InputTokensPerMinute: ptr.To[int64](limitITPM),
+				OutputTokensPerMinute: ptr.To[int64](limitOTPM),
+			}}},
+			HeadroomPercent:   headroom,
+			Limiter:           capacityv1alpha1.OrganizationLimiter{Redis: capacityv1alpha1.OrganizationRedis{Address: redisAddr}},
+			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{labOrganizationLabel: name}},
+		},
+	}
+}
+
+// capacityFor is the ClaudeCapacity of one workload, a member of the scenario's
+// organization: declared traffic of one replica's worth (so an empty queue asks for the one replica the
 // Deployment starts with), a list queue with a processing list, a 60 s drain target, and
 // default behavior unless the scenario says otherwise.
 func capacityFor(ns, organization, redisAddr string, sc *scenario, w workloadPlan) *capacityv1alpha1.ClaudeCapacity {
 	cc := &capacityv1alpha1.ClaudeCapacity{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: w.name},
 		Spec: capacityv1alpha1.ClaudeCapacitySpec{
-			ScaleTargetRef: capacityv1alpha1.ScaleTargetRef{APIVersion: "apps/v1", Kind: "Deployment", Name: deploymentName(w.name)},
-			Model:          model,
-			Organization:   organization,
-			Limits: capacityv1alpha1.Limits{
-				RequestsPerMinute: ptr.To[int64](limitRPM), InputTokensPerMinute: ptr.To[int64](limitITPM),
-				OutputTokensPerMinute: ptr.To[int64](limitOTPM),
-			},
-			HeadroomPercent: headroom,
+			ScaleTargetRef:  capacityv1alpha1.ScaleTargetRef{APIVersion: "apps/v1", Kind: "Deployment", Name: deploymentName(w.name)},
+			Model:           model,
+			OrganizationRef: &capacityv1alpha1.OrganizationRef{Name: organization},
 			Traffic:         capacityv1alpha1.Traffic{RequestsPerMinute: w.declaredMu, AvgInputTokens: inputTokens, AvgOutputTokens: outputTokens},
 			Worker:          capacityv1alpha1.Worker{RequestsPerMinutePerReplica: w.declaredMu},
 			Queue: &capacityv1alpha1.Queue{

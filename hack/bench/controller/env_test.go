@@ -157,6 +157,22 @@ func (e *benchEnv) newNamespace(tb testing.TB, prefix string) string {
 	return ns.Name
 }
 
+// labelNamespace sets one label on a namespace.
+func (e *benchEnv) labelNamespace(ctx context.Context, ns, key, value string) error {
+	n := &corev1.Namespace{}
+	if err := e.client.Get(ctx, client.ObjectKey{Name: ns}, n); err != nil {
+		return fmt.Errorf("reading namespace %s: %w", ns, err)
+	}
+	if n.Labels == nil {
+		n.Labels = map[string]string{}
+	}
+	n.Labels[key] = value
+	if err := e.client.Update(ctx, n); err != nil {
+		return fmt.Errorf("labelling namespace %s: %w", ns, err)
+	}
+	return nil
+}
+
 // deleteAll removes every ClaudeCapacity and Deployment in ns, ClaudeCapacities first so
 // that no manager acts on a vanishing target.
 func (e *benchEnv) deleteAll(tb testing.TB, ns string) {

@@ -113,13 +113,26 @@ func seedQueues(b *testing.B, srv *redistest.Server) {
 	}
 }
 
-// createFleet creates every workload's Deployment and ClaudeCapacity. The queues live on
+// fleetPoolName names the fleet's i-th organization.
+func fleetPoolName(i int) string { return fmt.Sprintf("fleet-pool-%d", i) }
+
+// createFleet creates the fleet's organizations and every workload's Deployment and ClaudeCapacity. The queues live on
 // one shared server and the limiter state (spec.limiter.redis) on another, also shared:
 // by default both are the queue's server, and splitting them only lets the benchmark
 // count the queue polls' round trips apart from the limiter's.
 func createFleet(b *testing.B, e *benchEnv, ns, queueAddr, limiterAddr string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	if err := e.labelNamespace(ctx, ns, fleetLabel, "true"); err != nil {
+		b.Fatal(err)
+	}
+	for i := range fleetPools {
+		org := fleetOrganization(fleetPoolName(i), limiterAddr)
+		if err := e.client.Create(ctx, org); err != nil {
+			b.Fatalf("creating ClaudeOrganization %s: %v", org.Name, err)
+		}
+		b.Cleanup(func() { deleteQuietly(e.client, org) })
+	}
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, fleetCreators)
@@ -131,8 +144,9 @@ func createFleet(b *testing.B, e *benchEnv, ns, queueAddr, limiterAddr string) {
 					errs <- fmt.Errorf("creating Deployment %s: %w", name, err)
 					return
 				}
-				cc := defaultCapacity(ns, name, fmt.Sprintf("fleet-pool-%d", i%fleetPools), queueAddr)
-				cc.Spec.Limiter = &capacityv1alpha1.Limiter{Redis: &capacityv1alpha1.RedisConnection{Address: limiterAddr}}
+				cc := defaultCapacity(ns, name, queueAddr)
+				cc.Spec.Limits = nil
+				cc.Spec.OrganizationRef = &capacityv1alpha1.OrganizationRef{Name: fleetPoolName(i % fleetPools)}
 				if err := e.client.Create(ctx, cc); err != nil {
 					errs <- fmt.Errorf("creating ClaudeCapacity %s: %w", name, err)
 					return

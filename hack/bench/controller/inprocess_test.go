@@ -16,7 +16,6 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/claudecap/claudecap/controllers"
-	"github.com/claudecap/claudecap/pkg/capacity"
 )
 
 var (
@@ -62,13 +61,8 @@ func startInProcess(tb testing.TB, e *benchEnv) operator {
 	if err != nil {
 		tb.Fatalf("creating the manager: %v", err)
 	}
-	reconciler := &controllers.ClaudeCapacityReconciler{
-		Client:   mgr.GetClient(),
-		Recorder: mgr.GetEventRecorder("claudecap"),
-		Catalog:  capacity.DefaultCatalog(),
-	}
-	if err := reconciler.SetupWithManager(mgr); err != nil {
-		tb.Fatalf("setting up the controller: %v", err)
+	if _, err := controllers.Setup(mgr, controllers.Options{}); err != nil {
+		tb.Fatalf("setting up the controllers: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &inProcessManager{metricsURL: "http://" + addr + "/metrics", cancel: cancel, exited: make(chan struct{})}

@@ -32,14 +32,13 @@ func workerDeployment(ns, name string, replicas int32) *appsv1.Deployment {
 // Declared traffic equals one replica's throughput, so an empty queue asks for exactly the
 // one replica the Deployment starts with and the controller leaves it alone until the
 // backlog moves.
-func defaultCapacity(ns, name, organization, redisAddr string) *capacityv1alpha1.ClaudeCapacity {
+func defaultCapacity(ns, name, redisAddr string) *capacityv1alpha1.ClaudeCapacity {
 	return &capacityv1alpha1.ClaudeCapacity{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec: capacityv1alpha1.ClaudeCapacitySpec{
 			ScaleTargetRef: capacityv1alpha1.ScaleTargetRef{APIVersion: "apps/v1", Kind: "Deployment", Name: name},
 			Model:          "claude-sonnet-4-5",
-			Organization:   organization,
-			Limits:         capacityv1alpha1.Limits{Tier: capacityv1alpha1.Tier4},
+			Limits:         &capacityv1alpha1.Limits{Tier: capacityv1alpha1.Tier4},
 			Traffic:        capacityv1alpha1.Traffic{RequestsPerMinute: 30, AvgInputTokens: 1000, AvgOutputTokens: 200},
 			Worker:         capacityv1alpha1.Worker{RequestsPerMinutePerReplica: 30},
 			Queue: &capacityv1alpha1.Queue{
@@ -51,6 +50,22 @@ func defaultCapacity(ns, name, organization, redisAddr string) *capacityv1alpha1
 		},
 	}
 }
+
+// fleetOrganization is one of the fleet's budget pools: tier 4, its limiter on limiterAddr,
+// selecting the namespaces labelled for it.
+func fleetOrganization(name, limiterAddr string) *capacityv1alpha1.ClaudeOrganization {
+	return &capacityv1alpha1.ClaudeOrganization{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: capacityv1alpha1.ClaudeOrganizationSpec{
+			Limits:            capacityv1alpha1.OrganizationLimits{Tier: capacityv1alpha1.Tier4},
+			Limiter:           capacityv1alpha1.OrganizationLimiter{Redis: capacityv1alpha1.OrganizationRedis{Address: limiterAddr}},
+			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{fleetLabel: "true"}},
+		},
+	}
+}
+
+// fleetLabel marks the namespaces the fleet's organizations select.
+const fleetLabel = "bench.claudecap.io/fleet"
 
 // queueList is the Redis list a benchmark workload's jobs wait in.
 func queueList(name string) string { return "jobs:" + name }

@@ -100,7 +100,7 @@ func runReactionTrial(e *benchEnv, srv *redistest.Server, ns, name string, phase
 		return reactionTrial{}, err
 	}
 	defer stopWatch()
-	cc := defaultCapacity(ns, name, "reaction-"+name, srv.Addr())
+	cc := defaultCapacity(ns, name, srv.Addr())
 	if err := e.client.Create(ctx, cc); err != nil {
 		return reactionTrial{}, fmt.Errorf("creating the ClaudeCapacity: %w", err)
 	}
