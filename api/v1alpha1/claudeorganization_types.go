@@ -24,7 +24,7 @@ const (
 // the organization's tier.
 type ClassLimits struct {
 	// class is the model class, as the catalog names it (for example sonnet-4, opus-4,
-	// haiku-4.5; `claudecap plan --list-models` shows them).
+	// haiku-4.5; pkg/capacity/catalog.yaml maps each model to its class).
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=63
