@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -160,4 +161,68 @@ func TestAPIServerAcceptsSamplesAndFillsDefaults(t *testing.T) {
 	g.Expect(got.Spec.PollIntervalSeconds).To(Equal(int32(2)))
 	g.Expect(got.Spec.Queue.TargetDrainSeconds).To(Equal(int32(120)))
 	g.Expect(got.Spec.Replicas.Min).To(Equal(int32(0)))
+}
+
+func TestAPIServerRefusesInvalidClaudeOrganizations(t *testing.T) {
+	valid := func(name string) *capacityv1alpha1.ClaudeOrganization {
+		return &capacityv1alpha1.ClaudeOrganization{
+			ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec: capacityv1alpha1.ClaudeOrganizationSpec{
+				Limits:  capacityv1alpha1.OrganizationLimits{Tier: capacityv1alpha1.Tier2},
+				Limiter: capacityv1alpha1.OrganizationLimiter{Redis: capacityv1alpha1.OrganizationRedis{Address: "127.0.0.1:6379"}},
+			},
+		}
+	}
+	cases := []struct {
+		name    string
+		mutate  func(*capacityv1alpha1.ClaudeOrganization)
+		message string
+	}{
+		{"no tier and a class without all limits", func(o *capacityv1alpha1.ClaudeOrganization) {
+			o.Spec.Limits = capacityv1alpha1.OrganizationLimits{Classes: []capacityv1alpha1.ClassLimits{
+				{Class: "sonnet-4", RequestsPerMinute: ptr.To[int64](50)}}}
+		}, "limits need a tier, or classes that each give all three"},
+		{"no tier and no classes", func(o *capacityv1alpha1.ClaudeOrganization) { o.Spec.Limits = capacityv1alpha1.OrganizationLimits{} },
+			"limits need a tier"},
+		{"a class twice", func(o *capacityv1alpha1.ClaudeOrganization) {
+			o.Spec.Limits.Classes = []capacityv1alpha1.ClassLimits{{Class: "sonnet-4"}, {Class: "sonnet-4"}}
+		}, "Duplicate value"},
+		{"name that is no DNS label", func(o *capacityv1alpha1.ClaudeOrganization) { o.Name = "acme.prod" },
+			"a ClaudeOrganization's name must be a DNS label"},
+		{"unknown default priority class", func(o *capacityv1alpha1.ClaudeOrganization) {
+			o.Spec.PriorityClasses = []capacityv1alpha1.PriorityClass{{Name: "batch", Value: 1}}
+			o.Spec.DefaultPriorityClassName = "interactive"
+		}, "defaultPriorityClassName must name one of priorityClasses"},
+		{"reserve above 90%", func(o *capacityv1alpha1.ClaudeOrganization) {
+			o.Spec.PriorityClasses = []capacityv1alpha1.PriorityClass{{Name: "interactive", Value: 10, ReservePercent: 95}}
+		}, "reservePercent in body should be less than or equal to 90"},
+		{"headroom over 100", func(o *capacityv1alpha1.ClaudeOrganization) { o.Spec.HeadroomPercent = 101 },
+			"spec.headroomPercent in body should be less than or equal to 100"},
+		{"no limiter address", func(o *capacityv1alpha1.ClaudeOrganization) { o.Spec.Limiter.Redis.Address = "" },
+			"spec.limiter.redis.address in body should be at least 3 chars long"},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			org := valid(fmt.Sprintf("invalid-%d", i))
+			tc.mutate(org)
+			err := k8sClient.Create(context.Background(), org)
+			if err == nil {
+				_ = k8sClient.Delete(context.Background(), org)
+			}
+			g.Expect(err).To(HaveOccurred(), "case %d must be refused", i)
+			g.Expect(err.Error()).To(ContainSubstring(tc.message))
+		})
+	}
+
+	// The valid one is accepted and defaulted: headroom 90, output accounting Produced.
+	g := NewWithT(t)
+	org := valid("valid-defaults")
+	g.Expect(k8sClient.Create(context.Background(), org)).To(Succeed())
+	defer func() { _ = k8sClient.Delete(context.Background(), org) }()
+	got := &capacityv1alpha1.ClaudeOrganization{}
+	g.Expect(k8sClient.Get(context.Background(), client.ObjectKeyFromObject(org), got)).To(Succeed())
+	g.Expect(got.Spec.HeadroomPercent).To(Equal(int32(90)))
+	g.Expect(got.Spec.Limits.OutputAccounting).To(Equal(capacityv1alpha1.OutputAccountingProduced))
+	g.Expect(got.Spec.NamespaceSelector).To(BeNil(), "no namespace is selected unless the administrators say so")
 }

@@ -201,6 +201,23 @@ func TestPlanCommandReadsManifest(t *testing.T) {
 		}
 	})
 
+	t.Run("a member of an organization plans offline", func(t *testing.T) {
+		member := strings.Replace(planSummarizerManifest, "  limits:\n    tier: tier-2\n    outputTokensPerMinute: 60000\n",
+			"  organizationRef: {name: acme-prod}\n", 1)
+		if member == planSummarizerManifest {
+			t.Fatal("the manifest's limits were not replaced")
+		}
+		out, err := runPlan(t, "", "-f", writePlanFile(t, "member.yaml", member), "-o", "json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		res := decode(t, out)
+		// The organization's limits live in the cluster: the plan says which tier fits.
+		if res.Input.Limits != nil || res.Declared != nil || res.SmallestTier != "tier-2" {
+			t.Errorf("limits %+v, declared %+v, smallest tier %q", res.Input.Limits, res.Declared, res.SmallestTier)
+		}
+	})
+
 	t.Run("explicit flags override, defaults do not", func(t *testing.T) {
 		out, err := runPlan(t, "", "-f", path, "-o", "json", "--model", "claude-haiku-4-5", "--rpm", "600", "--limit-otpm", "200000")
 		if err != nil {
