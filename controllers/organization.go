@@ -165,7 +165,8 @@ func reserveFor(org *capacityv1alpha1.ClaudeOrganization, pc capacityv1alpha1.Pr
 
 // orgMembers lists the ClaudeCapacities that draw on an organization's pool for one class
 // (see filterMembers). The items are the cache's own objects: callers must not modify them.
-func orgMembers(ctx context.Context, c client.Reader, org *capacityv1alpha1.ClaudeOrganization, class capacity.ModelClass) ([]capacityv1alpha1.ClaudeCapacity, error) {
+func orgMembers(ctx context.Context, c client.Reader, org *capacityv1alpha1.ClaudeOrganization,
+	class capacity.ModelClass) ([]capacityv1alpha1.ClaudeCapacity, error) {
 	var list capacityv1alpha1.ClaudeCapacityList
 	if err := c.List(ctx, &list, client.MatchingFields{poolIndexKey: orgPoolIndexValue(org.Name, class)}, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("listing the members of %s/%s: %w", org.Name, class, err)

@@ -153,11 +153,11 @@ func (r *ClaudeOrganizationReconciler) Reconcile(ctx context.Context, req ctrl.R
 		return ctrl.Result{}, err
 	}
 	membership := membershipKey(classes)
-	sync := r.now().Sub(mem.syncedAt) >= limiterSyncInterval || mem.syncedGeneration != org.Generation || mem.syncedMembers != membership
+	due := r.now().Sub(mem.syncedAt) >= limiterSyncInterval || mem.syncedGeneration != org.Generation || mem.syncedMembers != membership
 
 	var rdb *redis.Client
 	var redisErr error
-	if sync && len(classes) > 0 {
+	if due && len(classes) > 0 {
 		rdb, redisErr = r.client(ctx, org, mem)
 	}
 	for _, c := range classes {
@@ -182,10 +182,10 @@ func (r *ClaudeOrganizationReconciler) Reconcile(ctx context.Context, req ctrl.R
 			}
 		}
 	}
-	if sync && redisErr == nil {
+	if due && redisErr == nil {
 		mem.syncedAt, mem.syncedGeneration, mem.syncedMembers = r.now(), org.Generation, membership
 	}
-	r.report(org, mem, classes, refused, redisErr, sync)
+	r.report(org, mem, classes, refused, redisErr, due)
 	if !equality.Semantic.DeepEqual(before.Status, org.Status) {
 		org.Status.ObservedGeneration = org.Generation
 		if err := r.Status().Patch(ctx, org, client.MergeFrom(before)); err != nil {
@@ -501,10 +501,10 @@ func memberStatuses(org *capacityv1alpha1.ClaudeOrganization, c *orgClass) []cap
 		om := capacityv1alpha1.OrganizationMember{
 			Namespace: m.Namespace, Name: m.Name, PriorityClassName: pc.Name,
 			DemandReplicas: m.Status.DemandReplicas, AllocatedReplicas: a.CapReplicas,
-			Allocation: rateStatus(capacity.TierLimits(limitsOf(allocationLimits(a)))),
+			Allocation: rateStatus(limitsOf(allocationLimits(a))),
 		}
 		if rs, ok := c.config.Reserves[a.Name]; ok {
-			v := rateStatus(capacity.TierLimits(limitsOf(rs)))
+			v := rateStatus(limitsOf(rs))
 			om.Reserve = &v
 		}
 		out = append(out, om)

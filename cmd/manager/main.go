@@ -66,7 +66,8 @@ func main() {
 	}
 }
 
-func run(metricsAddr, probeAddr string, secureMetrics, enableHTTP2, leaderElect bool, catalogPath string, concurrency int, watchNamespaces, operatorNamespace string) error {
+func run(metricsAddr, probeAddr string, secureMetrics, enableHTTP2, leaderElect bool, catalogPath string, concurrency int,
+	watchNamespaces, operatorNamespace string) error {
 	log := ctrl.Log.WithName("setup")
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))

@@ -138,20 +138,8 @@ func run(ctx context.Context, smoke, traffic bool) error {
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 		return cmd
 	}
-	// The administrators' part: the operator's namespace, and the label by which the sample
-	// organization (acme-prod) lets the default namespace draw on its budget.
-	if err := kc("create", "namespace", operatorNamespace).Run(); err != nil {
-		return fmt.Errorf("creating the operator's namespace: %w", err)
-	}
-	if err := kc("label", "namespace", "default", "--overwrite", "capacity.claudecap.io/organization=acme-prod").Run(); err != nil {
-		return fmt.Errorf("labelling the default namespace for the sample organization: %w", err)
-	}
-	fmt.Println("dev: applying the samples (config/samples)")
-	if err := kc("apply", "-n", "default", "-k", filepath.Join(root, "config", "samples")).Run(); err != nil {
-		return fmt.Errorf("applying the samples: %w", err)
-	}
-	if err := kc("wait", "-n", "default", "--for=condition=Ready", "--timeout=60s", "claudecapacity", "--all").Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "dev: the samples are not Ready yet; `kubectl describe ccap` says why")
+	if err := applySamples(kc, root); err != nil {
+		return err
 	}
 	trafficNote := "(no traffic: started with -traffic=false)"
 	if traffic {
@@ -170,13 +158,11 @@ func run(ctx context.Context, smoke, traffic bool) error {
 			"`%s get deploy summarizer-workers -w` shows them become ready; their lifecycle is in the operator log.",
 			demo.mockURL, demoStartDelay, kubectl)
 	}
-	fmt.Println()
-	if err := kc("get", "corg", "-o", "wide").Run(); err != nil {
-		return err
-	}
-	fmt.Println()
-	if err := kc("get", "ccap", "-n", "default", "-o", "wide").Run(); err != nil {
-		return err
+	for _, what := range [][]string{{"get", "corg", "-o", "wide"}, {"get", "ccap", "-n", "default", "-o", "wide"}} {
+		fmt.Println()
+		if err := kc(what...).Run(); err != nil {
+			return err
+		}
 	}
 	fmt.Printf(`
 The local control plane is up. In another shell:
@@ -206,6 +192,26 @@ Press Ctrl-C to stop everything.
 		}
 		return nil
 	}
+}
+
+// applySamples does the administrators' part (the operator's namespace, and the label by
+// which the sample organization, acme-prod, lets the default namespace draw on its budget),
+// applies config/samples and waits for them to be Ready.
+func applySamples(kc func(args ...string) *exec.Cmd, root string) error {
+	if err := kc("create", "namespace", operatorNamespace).Run(); err != nil {
+		return fmt.Errorf("creating the operator's namespace: %w", err)
+	}
+	if err := kc("label", "namespace", "default", "--overwrite", "capacity.claudecap.io/organization=acme-prod").Run(); err != nil {
+		return fmt.Errorf("labelling the default namespace for the sample organization: %w", err)
+	}
+	fmt.Println("dev: applying the samples (config/samples)")
+	if err := kc("apply", "-n", "default", "-k", filepath.Join(root, "config", "samples")).Run(); err != nil {
+		return fmt.Errorf("applying the samples: %w", err)
+	}
+	if err := kc("wait", "-n", "default", "--for=condition=Ready", "--timeout=60s", "claudecapacity", "--all").Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "dev: the samples are not Ready yet; `kubectl describe ccap` says why")
+	}
+	return nil
 }
 
 // operatorNamespace is the operator's own namespace: where a ClaudeOrganization's limiter

@@ -107,7 +107,8 @@ Examples:
 	f.StringVar(&o.listen, "listen", proxy.DefaultListenAddr, "address workers reach the proxy on (keep it on loopback when injecting a key)")
 	f.StringVar(&o.opsListen, "ops-listen", proxy.DefaultOpsListenAddr, `address of /metrics, /healthz and /readyz ("" to serve them on --listen only)`)
 	f.StringVar(&o.upstream, "upstream", proxy.DefaultUpstream, "the API every call is forwarded to")
-	f.StringVar(&o.organization, "organization", "", "the ClaudeOrganization whose pools the calls draw on (spec.organizationRef.name); empty: the workload's private pool (spec.limits)")
+	f.StringVar(&o.organization, "organization", "",
+		"the ClaudeOrganization whose pools the calls draw on (spec.organizationRef.name); empty: the workload's private pool (spec.limits)")
 	f.StringVar(&o.workload, "workload", "",
 		"workload (<namespace>/<name> of the ClaudeCapacity) whose usage is recorded and whose allocation local-share splits; required")
 	f.StringVar(&o.pod, "pod", "", "this pod's name among the workload's active pods (default: host name)")
