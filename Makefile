@@ -93,7 +93,7 @@ bench-limits: redis ## Run the never-exceed suite (about 15 min; LIMITS=regexp,.
 	CLAUDECAP_LIMITS=1 go test -count=1 -v -run '^TestLimits$$' -parallel $(LIMITS_JOBS) -timeout 60m ./hack/bench/limits/ -args -rows '$(LIMITS)'
 
 .PHONY: bench-priority
-bench-priority: redis ## Run the priority benchmark (about 80 s): interactive 429s and latency beside a batch flood, with and without a reserve; report in bin/priority/.
+bench-priority: redis ## Run the priority benchmark (about 90 s): interactive 429s and latency beside a batch flood, with and without a reserve; report in bin/priority/.
 	CLAUDECAP_PRIORITY=1 go test -count=1 -v -run '^TestPriority$$' -timeout 5m ./hack/bench/priority/
 
 .PHONY: fuzz

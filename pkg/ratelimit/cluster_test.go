@@ -517,24 +517,7 @@ func TestClusterPoolConfigAcrossSlots(t *testing.T) {
 		if err != nil || st.Capacity[Requests] != 30 || st.Level[Requests] > 20.5 || st.Level[InputTokens] != 900 {
 			t.Fatalf("after the rewrite ReadBucket(%s) = %+v, %v; want capacity 30 and ~20 requests, input clamped to 900", p, st, err)
 		}
-		// A reserve travels in the bucket: admission still touches one key. With
-		// ~20 requests left, the workload that must leave 20 is refused, the other not.
-		reserves := map[string]Limits{clusterWorkloads[1]: {RequestsPerMinute: 20}}
-		if err := WritePoolConfig(ctx, writer, p, PoolConfig{Limits: lowered, Reserves: reserves}); err != nil {
-			t.Fatalf("writing reserves of %s: %v", p, err)
-		}
-		for w, admit := range map[string]bool{clusterWorkloads[1]: false, clusterWorkloads[0]: true} {
-			wl, err := New(reader, Options{Pool: p, Workload: w, Pod: "pod-0"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := wl.TryReserve(ctx, Amounts{Requests: 1, InputTokens: 1, OutputTokens: 1}); (err == nil) != admit || (err != nil && !errors.Is(err, ErrRateLimited)) {
-				t.Fatalf("TryReserve of %s on %s (%s) with a reserve for %s: %v, want admitted %v", w, p, owners[i], clusterWorkloads[1], err, admit)
-			}
-		}
-		if cfg, err := ReadPoolConfig(ctx, reader, p); err != nil || !reflect.DeepEqual(cfg.Reserves, reserves) {
-			t.Fatalf("ReadPoolConfig(%s) reserves = %+v, %v; want %+v", p, cfg.Reserves, err, reserves)
-		}
+		checkClusterReserve(ctx, t, writer, reader, p, owners[i], lowered)
 	}
 	if len(seen) != len(cl.Masters()) {
 		t.Fatalf("rewrote pools on %d masters, want all %d", len(seen), len(cl.Masters()))
@@ -548,6 +531,29 @@ func TestClusterPoolConfigAcrossSlots(t *testing.T) {
 	checkPoolKeysColocated(t, cl, pools, func(p PoolKey) []string {
 		return []string{p.limitsKey(), p.bucketKey(), p.workloadsKey(), p.usageKey(clusterWorkloads[0]), p.podsKey(clusterWorkloads[0])}
 	})
+}
+
+// checkClusterReserve writes a reserve for one workload of a pool with ~20 requests left: a
+// reserve travels in the bucket, so admission still touches one key; the workload that must
+// leave 20 is refused, the other not.
+func checkClusterReserve(ctx context.Context, t *testing.T, writer, reader redis.UniversalClient, p PoolKey, owner string, limits Limits) {
+	t.Helper()
+	reserves := map[string]Limits{clusterWorkloads[1]: {RequestsPerMinute: 20}}
+	if err := WritePoolConfig(ctx, writer, p, PoolConfig{Limits: limits, Reserves: reserves}); err != nil {
+		t.Fatalf("writing reserves of %s: %v", p, err)
+	}
+	for w, admit := range map[string]bool{clusterWorkloads[1]: false, clusterWorkloads[0]: true} {
+		wl, err := New(reader, Options{Pool: p, Workload: w, Pod: "pod-0"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := wl.TryReserve(ctx, Amounts{Requests: 1, InputTokens: 1, OutputTokens: 1}); (err == nil) != admit || (err != nil && !errors.Is(err, ErrRateLimited)) {
+			t.Fatalf("TryReserve of %s on %s (%s) with a reserve for %s: %v, want admitted %v", w, p, owner, clusterWorkloads[1], err, admit)
+		}
+	}
+	if cfg, err := ReadPoolConfig(ctx, reader, p); err != nil || !reflect.DeepEqual(cfg.Reserves, reserves) {
+		t.Fatalf("ReadPoolConfig(%s) reserves = %+v, %v; want %+v", p, cfg.Reserves, err, reserves)
+	}
 }
 
 // TestClusterPoolsHoldTheirLimits hammers 50 pools spread over three masters

@@ -17,8 +17,14 @@
 // lease is checked against Redis time at settlement, so nothing is stored per
 // reservation and a dead pod leaves nothing to clean up.
 //
+// A workload may have to leave a reserve in the pool for higher-priority
+// workloads (PoolConfig.Reserves): the same admission script reads it from the
+// bucket and admits the workload's call only if every level less the reserve
+// covers the cost, so a batch burst cannot starve the interactive calls after it.
+//
 // When Redis is unavailable the default policy fails closed (ErrUnavailable);
-// the LocalShare policy enforces this pod's share of the limits in memory.
+// the LocalShare policy enforces this pod's share of the limits in memory
+// (without reserves).
 //
 // The package also owns the rest of the pool's Redis schema (limits written by
 // the controller, per-workload usage, the last upstream rate-limit headers)

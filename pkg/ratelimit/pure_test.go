@@ -21,7 +21,9 @@ func TestPoolKeyValidate(t *testing.T) {
 		{PoolKey{"acme", "son{net"}, false},
 		{PoolKey{"acme:x", "sonnet"}, false},
 		{PoolKey{"acme prod", "sonnet"}, false},
-		{PoolKey{strings.Repeat("a", 129), "sonnet"}, false},
+		// A private pool: a 63-character namespace, a dot and a 253-character name.
+		{PoolKey{strings.Repeat("n", 63) + "." + strings.Repeat("a", 253), "sonnet"}, true},
+		{PoolKey{strings.Repeat("a", 321), "sonnet"}, false},
 	} {
 		err := tc.key.Validate()
 		if (err == nil) != tc.ok {

@@ -188,8 +188,11 @@ local now = t[1] * 1000000 + t[2]
 local b = load_bucket(KEYS[1], now)
 if not b then return {-2, now} end
 local n1, n2, n3 = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local r1, r2, r3 = reserve_of(b, ARGV[5])
-r1, r2, r3 = clamp_reserve(r1, b.c1, n1), clamp_reserve(r2, b.c2, n2), clamp_reserve(r3, b.c3, n3)
+local r1, r2, r3 = 0, 0, 0
+if #b.s > BUCKET_SIZE then
+  r1, r2, r3 = reserve_of(b, ARGV[5])
+  r1, r2, r3 = clamp_reserve(r1, b.c1, n1), clamp_reserve(r2, b.c2, n2), clamp_reserve(r3, b.c3, n3)
+end
 local a3 = b.l3 - b.held
 local m1, m2, m3 = margin(b.c1, n1, r1), margin(b.c2, n2, r2), margin(b.c3, n3, r3)
 if b.l1 - r1 - m1 >= n1 and b.l2 - r2 - m2 >= n2 and a3 - r3 - m3 >= n3 then
