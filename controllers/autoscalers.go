@@ -14,15 +14,6 @@ import (
 	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
 )
 
-// Reasons of the ScalingActive condition.
-const (
-	ReasonScalingActive       = "ScalingActive"
-	ReasonPaused              = "Paused"
-	ReasonAmbiguousAutoscaler = "AmbiguousAutoscaler"
-	ReasonTargetMissing       = "TargetMissing"
-	ReasonInvalidAnnotation   = "InvalidAnnotation"
-)
-
 // kedaScaledObjectLabel is the label KEDA puts on the HPA it creates for a ScaledObject.
 const kedaScaledObjectLabel = "scaledobject.keda.sh/name"
 
@@ -36,7 +27,7 @@ func (r *ClaudeCapacityReconciler) checkScalingActive(ctx context.Context, s *sc
 		n, err := strconv.ParseInt(v, 10, 32)
 		if err != nil || n < 0 {
 			s.scalingBlocked = true
-			setCondition(cc, capacityv1alpha1.ConditionScalingActive, metav1.ConditionFalse, ReasonInvalidAnnotation,
+			setCondition(cc, capacityv1alpha1.ConditionScalingActive, metav1.ConditionFalse, capacityv1alpha1.ReasonInvalidAnnotation,
 				fmt.Sprintf("annotation %s=%q is not a replica count; scaling is paused", capacityv1alpha1.AnnotationPausedReplicas, v))
 			return ctrl.Result{}, nil
 		}
@@ -51,12 +42,12 @@ func (r *ClaudeCapacityReconciler) checkScalingActive(ctx context.Context, s *sc
 			msg = fmt.Sprintf("paused at %d replicas by annotation %s (asked %d, clamped to replicas %d..%d)",
 				replicas, capacityv1alpha1.AnnotationPausedReplicas, n, cc.Spec.Replicas.Min, cc.Spec.Replicas.Max)
 		}
-		setCondition(cc, capacityv1alpha1.ConditionScalingActive, metav1.ConditionFalse, ReasonPaused, msg)
+		setCondition(cc, capacityv1alpha1.ConditionScalingActive, metav1.ConditionFalse, capacityv1alpha1.ReasonPaused, msg)
 		return ctrl.Result{}, nil
 	}
 	if cc.Annotations[capacityv1alpha1.AnnotationPaused] == "true" {
 		s.scalingBlocked = true
-		setCondition(cc, capacityv1alpha1.ConditionScalingActive, metav1.ConditionFalse, ReasonPaused,
+		setCondition(cc, capacityv1alpha1.ConditionScalingActive, metav1.ConditionFalse, capacityv1alpha1.ReasonPaused,
 			fmt.Sprintf("paused by annotation %s: replicas are left as they are", capacityv1alpha1.AnnotationPaused))
 		return ctrl.Result{}, nil
 	}
@@ -70,17 +61,17 @@ func (r *ClaudeCapacityReconciler) checkScalingActive(ctx context.Context, s *sc
 	}
 	if other != "" {
 		s.scalingBlocked, s.blockedBy = true, capacityv1alpha1.LimitedByHeld
-		setCondition(cc, capacityv1alpha1.ConditionScalingActive, metav1.ConditionFalse, ReasonAmbiguousAutoscaler,
+		setCondition(cc, capacityv1alpha1.ConditionScalingActive, metav1.ConditionFalse, capacityv1alpha1.ReasonAmbiguousAutoscaler,
 			fmt.Sprintf("%s already scales %s %s; claudecap will not fight it: remove one of the two",
 				other, cc.Spec.ScaleTargetRef.Kind, cc.Spec.ScaleTargetRef.Name))
 		return ctrl.Result{}, nil
 	}
 	if s.target == nil {
-		setCondition(cc, capacityv1alpha1.ConditionScalingActive, metav1.ConditionFalse, ReasonTargetMissing,
+		setCondition(cc, capacityv1alpha1.ConditionScalingActive, metav1.ConditionFalse, capacityv1alpha1.ReasonTargetMissing,
 			"nothing to scale until the target exists")
 		return ctrl.Result{}, nil
 	}
-	setCondition(cc, capacityv1alpha1.ConditionScalingActive, metav1.ConditionTrue, ReasonScalingActive,
+	setCondition(cc, capacityv1alpha1.ConditionScalingActive, metav1.ConditionTrue, capacityv1alpha1.ReasonScalingActive,
 		"the controller manages the target's replicas")
 	return ctrl.Result{}, nil
 }

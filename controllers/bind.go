@@ -20,7 +20,7 @@ func (r *ClaudeCapacityReconciler) bindOrganization(ctx context.Context, s *scop
 	cc := s.cc
 	ref := cc.Spec.OrganizationRef
 	if ref == nil {
-		setCondition(cc, capacityv1alpha1.ConditionOrganizationBound, metav1.ConditionTrue, ReasonPrivatePool,
+		setCondition(cc, capacityv1alpha1.ConditionOrganizationBound, metav1.ConditionTrue, capacityv1alpha1.ReasonPrivatePool,
 			fmt.Sprintf("a private pool of one: spec.limits, shared with nobody (limiter organization %s)",
 				privatePoolOrganization(cc.Namespace, cc.Name)))
 		return ctrl.Result{}, nil
@@ -30,7 +30,7 @@ func (r *ClaudeCapacityReconciler) bindOrganization(ctx context.Context, s *scop
 		if !apierrors.IsNotFound(err) {
 			return ctrl.Result{}, fmt.Errorf("reading ClaudeOrganization %s: %w", ref.Name, err)
 		}
-		setCondition(cc, capacityv1alpha1.ConditionOrganizationBound, metav1.ConditionFalse, ReasonOrganizationNotFound,
+		setCondition(cc, capacityv1alpha1.ConditionOrganizationBound, metav1.ConditionFalse, capacityv1alpha1.ReasonOrganizationNotFound,
 			fmt.Sprintf("ClaudeOrganization %s does not exist; replicas are held until it does", ref.Name))
 		return ctrl.Result{}, nil
 	}
@@ -39,7 +39,7 @@ func (r *ClaudeCapacityReconciler) bindOrganization(ctx context.Context, s *scop
 		return ctrl.Result{}, err
 	}
 	if !selected {
-		setCondition(cc, capacityv1alpha1.ConditionOrganizationBound, metav1.ConditionFalse, ReasonNamespaceNotSelected,
+		setCondition(cc, capacityv1alpha1.ConditionOrganizationBound, metav1.ConditionFalse, capacityv1alpha1.ReasonNamespaceNotSelected,
 			fmt.Sprintf("ClaudeOrganization %s does not select namespace %s (its namespaceSelector); the workload draws on no budget and its replicas are held",
 				org.Name, cc.Namespace))
 		return ctrl.Result{}, nil
@@ -48,14 +48,14 @@ func (r *ClaudeCapacityReconciler) bindOrganization(ctx context.Context, s *scop
 	pc, known := priorityOf(org, cc)
 	switch {
 	case !known:
-		setCondition(cc, capacityv1alpha1.ConditionOrganizationBound, metav1.ConditionTrue, ReasonUnknownPriorityClass,
+		setCondition(cc, capacityv1alpha1.ConditionOrganizationBound, metav1.ConditionTrue, capacityv1alpha1.ReasonUnknownPriorityClass,
 			fmt.Sprintf("draws on ClaudeOrganization %s, but it declares no priority class %q: served in its lowest, %s",
 				org.Name, cc.Spec.PriorityClassName, pc.Name))
 	case pc.Name != "":
-		setCondition(cc, capacityv1alpha1.ConditionOrganizationBound, metav1.ConditionTrue, ReasonBound,
+		setCondition(cc, capacityv1alpha1.ConditionOrganizationBound, metav1.ConditionTrue, capacityv1alpha1.ReasonBound,
 			fmt.Sprintf("draws on ClaudeOrganization %s in priority class %s", org.Name, pc.Name))
 	default:
-		setCondition(cc, capacityv1alpha1.ConditionOrganizationBound, metav1.ConditionTrue, ReasonBound,
+		setCondition(cc, capacityv1alpha1.ConditionOrganizationBound, metav1.ConditionTrue, capacityv1alpha1.ReasonBound,
 			fmt.Sprintf("draws on ClaudeOrganization %s", org.Name))
 	}
 	return ctrl.Result{}, nil

@@ -14,12 +14,6 @@ import (
 	"github.com/claudecap/claudecap/pkg/capacity"
 )
 
-// Reasons of the ScalingLimited condition besides the limitedBy values.
-const (
-	ReasonDemandDecides = "DemandDecides"
-	ReasonHeld          = "Held"
-)
-
 // decide computes demand, this workload's share of its pool, and the desired replicas
 // (all in pkg/capacity), and records them in status. It changes nothing outside the object;
 // the scale step applies the result.
@@ -92,7 +86,7 @@ func (r *ClaudeCapacityReconciler) decide(ctx context.Context, s *scope) (ctrl.R
 		OutputTokensPerMinute: allocation.Share[capacity.OutputTokens] + allocation.Headroom[capacity.OutputTokens],
 	}
 	if decision.LimitedBy == capacity.LimitedByQueue {
-		setCondition(cc, capacityv1alpha1.ConditionScalingLimited, metav1.ConditionFalse, ReasonDemandDecides, decision.Message)
+		setCondition(cc, capacityv1alpha1.ConditionScalingLimited, metav1.ConditionFalse, capacityv1alpha1.ReasonDemandDecides, decision.Message)
 	} else {
 		setCondition(cc, capacityv1alpha1.ConditionScalingLimited, metav1.ConditionTrue, string(decision.LimitedBy), decision.Message)
 	}
@@ -143,7 +137,7 @@ func (s *scope) demandInput(mu float64) capacity.DemandInput {
 func (s *scope) hold(cc *capacityv1alpha1.ClaudeCapacity, format string, args ...any) {
 	s.held = true
 	cc.Status.LimitedBy = capacityv1alpha1.LimitedByHeld
-	setCondition(cc, capacityv1alpha1.ConditionScalingLimited, metav1.ConditionTrue, ReasonHeld, fmt.Sprintf(format, args...))
+	setCondition(cc, capacityv1alpha1.ConditionScalingLimited, metav1.ConditionTrue, capacityv1alpha1.ReasonHeld, fmt.Sprintf(format, args...))
 }
 
 func historyFromStatus(h *capacityv1alpha1.ScalingHistory) capacity.History {

@@ -54,7 +54,7 @@ func TestTargetDeletedAndRecreated(t *testing.T) {
 	g.Eventually(func(g Gomega) {
 		found := conditionOf(g, cc, capacityv1alpha1.ConditionTargetFound)
 		g.Expect(found.Status).To(Equal(metav1.ConditionFalse))
-		g.Expect(found.Reason).To(Equal(ReasonTargetNotFound))
+		g.Expect(found.Reason).To(Equal(capacityv1alpha1.ReasonTargetNotFound))
 	}, eventually).Should(Succeed())
 
 	// Recreated with one replica, it is sized to the queue again: at least the 11 of the

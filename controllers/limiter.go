@@ -36,17 +36,6 @@ const (
 	minObservedRequests = 20
 )
 
-// Reasons of the RateLimited condition.
-const (
-	ReasonNoRateLimits       = "NoRateLimits"
-	ReasonUpstream429s       = "Upstream429s"
-	ReasonLimiterUnavailable = "LimiterUnavailable"
-	ReasonNoLimiter          = "NoLimiter"
-	ReasonNoUpstreamLimits   = "NoUpstreamLimits"
-	ReasonLimitsMatch        = "LimitsMatch"
-	ReasonLimitsDiffer       = "LimitsDiffer"
-)
-
 // limiterView is the last limiter state read for one workload.
 type limiterView struct {
 	readAt   time.Time
@@ -93,7 +82,7 @@ func (r *ClaudeCapacityReconciler) readLimiter(ctx context.Context, s *scope) (c
 	cc := s.cc
 	conn, secretNamespace := r.limiterConnection(s)
 	if conn == nil || s.model.Class == "" {
-		setCondition(cc, capacityv1alpha1.ConditionRateLimited, metav1.ConditionFalse, ReasonNoLimiter,
+		setCondition(cc, capacityv1alpha1.ConditionRateLimited, metav1.ConditionFalse, capacityv1alpha1.ReasonNoLimiter,
 			"no limiter Redis is configured: usage is not observed")
 		return ctrl.Result{}, nil
 	}
@@ -104,10 +93,10 @@ func (r *ClaudeCapacityReconciler) readLimiter(ctx context.Context, s *scope) (c
 	}
 	view, err := r.readLimiterState(ctx, s, w, conn, secretNamespace)
 	if err != nil {
-		setCondition(cc, capacityv1alpha1.ConditionRateLimited, metav1.ConditionUnknown, ReasonLimiterUnavailable,
+		setCondition(cc, capacityv1alpha1.ConditionRateLimited, metav1.ConditionUnknown, capacityv1alpha1.ReasonLimiterUnavailable,
 			fmt.Sprintf("reading the limiter state: %v", err))
 		if w.lastLimiterError != err.Error() {
-			r.Recorder.Eventf(cc, nil, corev1.EventTypeWarning, ReasonLimiterUnavailable, "ReadLimiter", "%v", err)
+			r.Recorder.Eventf(cc, nil, corev1.EventTypeWarning, capacityv1alpha1.ReasonLimiterUnavailable, "ReadLimiter", "%v", err)
 			w.lastLimiterError = err.Error()
 		}
 		return ctrl.Result{}, nil
@@ -128,10 +117,10 @@ func (r *ClaudeCapacityReconciler) readLimiter(ctx context.Context, s *scope) (c
 	}
 	cc.Status.Observed = observed
 	if view.usage.RateLimited > 0 {
-		setCondition(cc, capacityv1alpha1.ConditionRateLimited, metav1.ConditionTrue, ReasonUpstream429s,
+		setCondition(cc, capacityv1alpha1.ConditionRateLimited, metav1.ConditionTrue, capacityv1alpha1.ReasonUpstream429s,
 			fmt.Sprintf("the API answered %d requests with 429 in the last %s", view.usage.RateLimited, view.usage.Window))
 	} else {
-		setCondition(cc, capacityv1alpha1.ConditionRateLimited, metav1.ConditionFalse, ReasonNoRateLimits,
+		setCondition(cc, capacityv1alpha1.ConditionRateLimited, metav1.ConditionFalse, capacityv1alpha1.ReasonNoRateLimits,
 			fmt.Sprintf("no 429s from the API in the last %s", view.usage.Window))
 	}
 	return ctrl.Result{}, nil
@@ -264,7 +253,7 @@ func (r *ClaudeCapacityReconciler) publishLimiter(ctx context.Context, s *scope)
 	ctx, cancel := context.WithTimeout(ctx, signals.DefaultTimeout)
 	defer cancel()
 	if err := ratelimit.WritePoolConfig(ctx, w.limiterLease.Client(), poolKey(s), cfg); err != nil {
-		setCondition(s.cc, capacityv1alpha1.ConditionRateLimited, metav1.ConditionUnknown, ReasonLimiterUnavailable,
+		setCondition(s.cc, capacityv1alpha1.ConditionRateLimited, metav1.ConditionUnknown, capacityv1alpha1.ReasonLimiterUnavailable,
 			fmt.Sprintf("writing the pool's limits for the limiters: %v", err))
 		return ctrl.Result{}, nil
 	}
@@ -304,14 +293,14 @@ func (r *ClaudeCapacityReconciler) checkLimitsDrift(s *scope) {
 	// polls that read the limiter, must show and use the same limits.
 	up := r.memory.get(client.ObjectKeyFromObject(cc)).limiter.upstreamLimits()
 	if up == (capacity.TierLimits{}) {
-		setCondition(cc, capacityv1alpha1.ConditionLimitsDrift, metav1.ConditionUnknown, ReasonNoUpstreamLimits,
+		setCondition(cc, capacityv1alpha1.ConditionLimitsDrift, metav1.ConditionUnknown, capacityv1alpha1.ReasonNoUpstreamLimits,
 			"no response of the API has reported its limits yet")
 		return
 	}
 	adopt := s.fromUpstream()
 	effective, diffs := adoptUpstream(s.limits, up, adopt)
 	if len(diffs) == 0 {
-		setCondition(cc, capacityv1alpha1.ConditionLimitsDrift, metav1.ConditionFalse, ReasonLimitsMatch,
+		setCondition(cc, capacityv1alpha1.ConditionLimitsDrift, metav1.ConditionFalse, capacityv1alpha1.ReasonLimitsMatch,
 			"the API's reported limits match the declared ones")
 		return
 	}
@@ -327,5 +316,5 @@ func (r *ClaudeCapacityReconciler) checkLimitsDrift(s *scope) {
 	default:
 		msg += "; set limits.fromUpstream: true to adopt them, or correct spec.limits"
 	}
-	setCondition(cc, capacityv1alpha1.ConditionLimitsDrift, metav1.ConditionTrue, ReasonLimitsDiffer, msg)
+	setCondition(cc, capacityv1alpha1.ConditionLimitsDrift, metav1.ConditionTrue, capacityv1alpha1.ReasonLimitsDiffer, msg)
 }

@@ -27,17 +27,6 @@ import (
 // orgIndexKey indexes ClaudeCapacities by the ClaudeOrganization they name.
 const orgIndexKey = "spec.organizationRef.name"
 
-// Reasons of the OrganizationBound condition.
-const (
-	ReasonPrivatePool           = "PrivatePool"
-	ReasonBound                 = "Bound"
-	ReasonOrganizationNotFound  = "OrganizationNotFound"
-	ReasonNamespaceNotSelected  = "NamespaceNotSelected"
-	ReasonNoLimitsForClass      = "NoLimitsForClass"
-	ReasonUnknownPriorityClass  = "UnknownPriorityClass"
-	ReasonOrganizationUnhealthy = "OrganizationUnavailable"
-)
-
 // privatePoolOrganization is a private pool's organization part of its limiter keys:
 // "<namespace>.<name>". Namespace names have no dots and organization names are DNS
 // labels, so it never collides with an organization's pool or another private pool.
@@ -179,7 +168,7 @@ func orgMembers(ctx context.Context, c client.Reader, org *capacityv1alpha1.Clau
 // target: it never scales, so it must not claim a share.
 func secondAutoscaler(cc *capacityv1alpha1.ClaudeCapacity) bool {
 	c := meta.FindStatusCondition(cc.Status.Conditions, capacityv1alpha1.ConditionScalingActive)
-	return c != nil && c.Status == metav1.ConditionFalse && c.Reason == ReasonAmbiguousAutoscaler
+	return c != nil && c.Status == metav1.ConditionFalse && c.Reason == capacityv1alpha1.ReasonAmbiguousAutoscaler
 }
 
 // memberClaim is a member's claim as of its last reconcile (its status): its demand, and

@@ -31,12 +31,6 @@ import (
 	"github.com/claudecap/claudecap/pkg/signals"
 )
 
-// Reasons of a ClaudeOrganization's conditions.
-const (
-	ReasonPoolsConfigured = "PoolsConfigured"
-	ReasonNoMembers       = "NoMembers"
-)
-
 // ClaudeOrganizationReconciler is the only writer of an organization's pools: for each model
 // class with members it computes the split of the budget (the same one every member computes
 // for itself) and writes the pool's limits, allocations and per-call reserves to the one Redis
@@ -435,17 +429,17 @@ func (r *ClaudeOrganizationReconciler) report(org *capacityv1alpha1.ClaudeOrgani
 	addr := org.Spec.Limiter.Redis.Address
 	switch {
 	case redisErr != nil:
-		set(capacityv1alpha1.ConditionPoolsConfigured, metav1.ConditionFalse, ReasonLimiterUnavailable,
+		set(capacityv1alpha1.ConditionPoolsConfigured, metav1.ConditionFalse, capacityv1alpha1.ReasonLimiterUnavailable,
 			fmt.Sprintf("the limiter Redis %s: %v; the members' proxies keep the last limits written", addr, redisErr))
 		if msg := redisErr.Error(); msg != mem.lastError {
-			r.Recorder.Eventf(org, nil, corev1.EventTypeWarning, ReasonLimiterUnavailable, "WritePools", "%v", redisErr)
+			r.Recorder.Eventf(org, nil, corev1.EventTypeWarning, capacityv1alpha1.ReasonLimiterUnavailable, "WritePools", "%v", redisErr)
 			mem.lastError = msg
 		}
 	case len(classes) == 0:
-		set(capacityv1alpha1.ConditionPoolsConfigured, metav1.ConditionTrue, ReasonNoMembers, "no ClaudeCapacity draws on the organization yet")
+		set(capacityv1alpha1.ConditionPoolsConfigured, metav1.ConditionTrue, capacityv1alpha1.ReasonNoMembers, "no ClaudeCapacity draws on the organization yet")
 		mem.lastError = ""
 	case synced:
-		set(capacityv1alpha1.ConditionPoolsConfigured, metav1.ConditionTrue, ReasonPoolsConfigured,
+		set(capacityv1alpha1.ConditionPoolsConfigured, metav1.ConditionTrue, capacityv1alpha1.ReasonPoolsConfigured,
 			fmt.Sprintf("the limits and allocations of %d pools are in the limiter Redis %s", len(classes), addr))
 		mem.lastError = ""
 	}
@@ -457,31 +451,31 @@ func (r *ClaudeOrganizationReconciler) report(org *capacityv1alpha1.ClaudeOrgani
 		} else {
 			msg += "; set limits.fromUpstream: true to adopt them, or correct spec.limits"
 		}
-		set(capacityv1alpha1.ConditionLimitsDrift, metav1.ConditionTrue, ReasonLimitsDiffer, msg)
+		set(capacityv1alpha1.ConditionLimitsDrift, metav1.ConditionTrue, capacityv1alpha1.ReasonLimitsDiffer, msg)
 	case upstreamKnown:
-		set(capacityv1alpha1.ConditionLimitsDrift, metav1.ConditionFalse, ReasonLimitsMatch, "the API's reported limits match the declared ones")
+		set(capacityv1alpha1.ConditionLimitsDrift, metav1.ConditionFalse, capacityv1alpha1.ReasonLimitsMatch, "the API's reported limits match the declared ones")
 	default:
-		set(capacityv1alpha1.ConditionLimitsDrift, metav1.ConditionUnknown, ReasonNoUpstreamLimits, "no response of the API has reported its limits yet")
+		set(capacityv1alpha1.ConditionLimitsDrift, metav1.ConditionUnknown, capacityv1alpha1.ReasonNoUpstreamLimits, "no response of the API has reported its limits yet")
 	}
 	switch {
 	case redisErr != nil:
-		set(capacityv1alpha1.ConditionRateLimited, metav1.ConditionUnknown, ReasonLimiterUnavailable, "the limiter's records cannot be read")
+		set(capacityv1alpha1.ConditionRateLimited, metav1.ConditionUnknown, capacityv1alpha1.ReasonLimiterUnavailable, "the limiter's records cannot be read")
 	case limited > 0:
-		set(capacityv1alpha1.ConditionRateLimited, metav1.ConditionTrue, ReasonUpstream429s,
+		set(capacityv1alpha1.ConditionRateLimited, metav1.ConditionTrue, capacityv1alpha1.ReasonUpstream429s,
 			fmt.Sprintf("the API answered %d of the members' requests with 429 in the last %s", limited, usageWindow))
 	default:
-		set(capacityv1alpha1.ConditionRateLimited, metav1.ConditionFalse, ReasonNoRateLimits,
+		set(capacityv1alpha1.ConditionRateLimited, metav1.ConditionFalse, capacityv1alpha1.ReasonNoRateLimits,
 			fmt.Sprintf("no 429s from the API in the last %s", usageWindow))
 	}
 	switch {
 	case redisErr != nil:
-		set(capacityv1alpha1.ConditionReady, metav1.ConditionFalse, ReasonLimiterUnavailable,
+		set(capacityv1alpha1.ConditionReady, metav1.ConditionFalse, capacityv1alpha1.ReasonLimiterUnavailable,
 			fmt.Sprintf("the limiter Redis %s cannot be reached: %v", addr, redisErr))
 	case len(noLimits) > 0:
-		set(capacityv1alpha1.ConditionReady, metav1.ConditionFalse, ReasonNoLimitsForClass,
+		set(capacityv1alpha1.ConditionReady, metav1.ConditionFalse, capacityv1alpha1.ReasonNoLimitsForClass,
 			fmt.Sprintf("members use model classes without limits (%s): add them to limits.classes or set limits.tier", strings.Join(noLimits, ", ")))
 	default:
-		set(capacityv1alpha1.ConditionReady, metav1.ConditionTrue, ReasonReady,
+		set(capacityv1alpha1.ConditionReady, metav1.ConditionTrue, capacityv1alpha1.ReasonReady,
 			fmt.Sprintf("%d members in %d model classes; %d refused by the namespace selector", st.Members, len(classes), refused))
 	}
 }

@@ -114,10 +114,9 @@ func TestCrossNamespaceTakeoverIsRefused(t *testing.T) {
 	g.Expect(k8sClient.Create(ctx, tiny)).To(Succeed())
 
 	g.Eventually(func(g Gomega) {
-		c := conditionOf(g, intruder, capacityv1alpha1.ConditionOrganizationBound)
-		g.Expect(c.Status).To(Equal(metav1.ConditionFalse))
-		g.Expect(c.Reason).To(Equal(ReasonNamespaceNotSelected))
-		g.Expect(conditionOf(g, intruder, capacityv1alpha1.ConditionReady).Status).To(Equal(metav1.ConditionFalse))
+		conds := getCC(g, intruder).Status.Conditions
+		g.Expect(conds).To(HaveCondition(capacityv1alpha1.ConditionOrganizationBound, metav1.ConditionFalse, capacityv1alpha1.ReasonNamespaceNotSelected))
+		g.Expect(conds).To(HaveCondition(capacityv1alpha1.ConditionReady, metav1.ConditionFalse, capacityv1alpha1.ReasonNamespaceNotSelected))
 		got := getOrg(g, org)
 		g.Expect(got.Status.Members).To(Equal(int32(1)))
 		g.Expect(got.Status.Refused).To(Equal(int32(1)))
@@ -162,8 +161,9 @@ func TestABlockingMemberCannotSwitchThePoolOff(t *testing.T) {
 		cfg, err := ratelimit.ReadPoolConfig(ctx, limiter.Client(), pool)
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(cfg.Allocations).To(HaveKey(ns + "/workers"))
-		g.Expect(orgCondition(g, org, capacityv1alpha1.ConditionPoolsConfigured).Status).To(Equal(metav1.ConditionTrue))
-		g.Expect(orgCondition(g, org, capacityv1alpha1.ConditionReady).Status).To(Equal(metav1.ConditionTrue))
+		conds := getOrg(g, org).Status.Conditions
+		g.Expect(conds).To(HaveCondition(capacityv1alpha1.ConditionPoolsConfigured, metav1.ConditionTrue, capacityv1alpha1.ReasonPoolsConfigured))
+		g.Expect(conds).To(HaveCondition(capacityv1alpha1.ConditionReady, metav1.ConditionTrue, capacityv1alpha1.ReasonReady))
 	}, eventually).Should(Succeed())
 	eventuallyReplicas(g, ns, 11)
 }
@@ -346,8 +346,9 @@ func TestOrganizationPasswordComesFromTheOperatorNamespace(t *testing.T) {
 	srv := redistest.Start(t)
 	backlogged(g, srv, ns, joins(org.Name))
 	g.Eventually(func(g Gomega) {
+		g.Expect(getOrg(g, org).Status.Conditions).To(HaveCondition(capacityv1alpha1.ConditionReady, metav1.ConditionFalse,
+			capacityv1alpha1.ReasonLimiterUnavailable))
 		c := orgCondition(g, org, capacityv1alpha1.ConditionReady)
-		g.Expect(c.Status).To(Equal(metav1.ConditionFalse))
 		g.Expect(c.Message).To(ContainSubstring(operatorNamespace + "/limiter-redis"))
 		g.Expect(c.Message).NotTo(ContainSubstring(value))
 	}, eventually).Should(Succeed())

@@ -13,14 +13,6 @@ import (
 	"github.com/claudecap/claudecap/pkg/capacity"
 )
 
-// Reasons of the PlanFits condition.
-const (
-	ReasonPlanFits          = "PlanFits"
-	ReasonPlanExceedsLimits = "PlanExceedsLimits"
-	ReasonUnknownModel      = "UnknownModel"
-	ReasonInvalidPlan       = "InvalidPlan"
-)
-
 // plan fills status.plan and status.limits from the declared traffic and limits, and
 // says in PlanFits whether the traffic fits the limits at the headroom. The result is
 // also what later steps use as the pool's effective limits.
@@ -29,7 +21,7 @@ func (r *ClaudeCapacityReconciler) plan(_ context.Context, s *scope) (ctrl.Resul
 	model, err := r.Catalog.Model(cc.Spec.Model)
 	if err != nil {
 		cc.Status.Plan = nil
-		setCondition(cc, capacityv1alpha1.ConditionPlanFits, metav1.ConditionFalse, ReasonUnknownModel, err.Error())
+		setCondition(cc, capacityv1alpha1.ConditionPlanFits, metav1.ConditionFalse, capacityv1alpha1.ReasonUnknownModel, err.Error())
 		return ctrl.Result{}, nil
 	}
 	s.model = model
@@ -48,7 +40,7 @@ func (r *ClaudeCapacityReconciler) plan(_ context.Context, s *scope) (ctrl.Resul
 	res, err := capacity.Plan(r.Catalog, in)
 	if err != nil {
 		cc.Status.Plan = nil
-		setCondition(cc, capacityv1alpha1.ConditionPlanFits, metav1.ConditionFalse, ReasonInvalidPlan, err.Error())
+		setCondition(cc, capacityv1alpha1.ConditionPlanFits, metav1.ConditionFalse, capacityv1alpha1.ReasonInvalidPlan, err.Error())
 		return ctrl.Result{}, nil
 	}
 
@@ -71,14 +63,14 @@ func (r *ClaudeCapacityReconciler) plan(_ context.Context, s *scope) (ctrl.Resul
 		case cc.Spec.OrganizationRef == nil:
 			// The API server requires a tier or all three explicit limits, so Plan always
 			// checks declared limits; reaching here means the catalog lacks the class's tiers.
-			setCondition(cc, capacityv1alpha1.ConditionPlanFits, metav1.ConditionUnknown, ReasonInvalidPlan,
+			setCondition(cc, capacityv1alpha1.ConditionPlanFits, metav1.ConditionUnknown, capacityv1alpha1.ReasonInvalidPlan,
 				fmt.Sprintf("no limits known for model class %s", model.Class))
 		case s.org != nil:
-			setCondition(cc, capacityv1alpha1.ConditionPlanFits, metav1.ConditionFalse, ReasonNoLimitsForClass,
+			setCondition(cc, capacityv1alpha1.ConditionPlanFits, metav1.ConditionFalse, capacityv1alpha1.ReasonNoLimitsForClass,
 				fmt.Sprintf("ClaudeOrganization %s declares no limits for model class %s (no tier, no entry in limits.classes)",
 					s.org.Name, model.Class))
 		default:
-			setCondition(cc, capacityv1alpha1.ConditionPlanFits, metav1.ConditionUnknown, ReasonOrganizationNotFound,
+			setCondition(cc, capacityv1alpha1.ConditionPlanFits, metav1.ConditionUnknown, capacityv1alpha1.ReasonOrganizationNotFound,
 				"no limits until the organization binds (see OrganizationBound)")
 		}
 		return ctrl.Result{}, nil
@@ -88,9 +80,9 @@ func (r *ClaudeCapacityReconciler) plan(_ context.Context, s *scope) (ctrl.Resul
 	cc.Status.Limits = &limits
 	r.checkLimitsDrift(s)
 	if declared.Fits {
-		setCondition(cc, capacityv1alpha1.ConditionPlanFits, metav1.ConditionTrue, ReasonPlanFits, declared.Reason)
+		setCondition(cc, capacityv1alpha1.ConditionPlanFits, metav1.ConditionTrue, capacityv1alpha1.ReasonPlanFits, declared.Reason)
 	} else {
-		setCondition(cc, capacityv1alpha1.ConditionPlanFits, metav1.ConditionFalse, ReasonPlanExceedsLimits, declared.Reason)
+		setCondition(cc, capacityv1alpha1.ConditionPlanFits, metav1.ConditionFalse, capacityv1alpha1.ReasonPlanExceedsLimits, declared.Reason)
 	}
 	return ctrl.Result{}, nil
 }

@@ -97,11 +97,11 @@ func TestReconcileReportsMissingTargetUntilItIsCreated(t *testing.T) {
 		found := condition(g, key, capacityv1alpha1.ConditionTargetFound)
 		g.Expect(found).NotTo(BeNil())
 		g.Expect(found.Status).To(Equal(metav1.ConditionFalse))
-		g.Expect(found.Reason).To(Equal(ReasonTargetNotFound))
+		g.Expect(found.Reason).To(Equal(capacityv1alpha1.ReasonTargetNotFound))
 		g.Expect(found.Message).To(ContainSubstring("Deployment " + ns + "/workers does not exist"))
 		ready := condition(g, key, capacityv1alpha1.ConditionReady)
 		g.Expect(ready.Status).To(Equal(metav1.ConditionFalse))
-		g.Expect(ready.Reason).To(Equal(ReasonTargetNotFound))
+		g.Expect(ready.Reason).To(Equal(capacityv1alpha1.ReasonTargetNotFound))
 	}, eventually).Should(Succeed())
 
 	// Creating the Deployment is enough: the watch on Deployments maps it back.
@@ -126,7 +126,7 @@ func TestReconcileSaysWhenTargetHasNoScaleSubresource(t *testing.T) {
 		found := condition(g, client.ObjectKeyFromObject(cc), capacityv1alpha1.ConditionTargetFound)
 		g.Expect(found).NotTo(BeNil())
 		g.Expect(found.Status).To(Equal(metav1.ConditionFalse))
-		g.Expect(found.Reason).To(Equal(ReasonTargetNotScalable))
+		g.Expect(found.Reason).To(Equal(capacityv1alpha1.ReasonTargetNotScalable))
 	}, eventually).Should(Succeed())
 
 	// A kind without /scale is never read: whether a Secret of that name exists or not,
@@ -140,7 +140,7 @@ func TestReconcileSaysWhenTargetHasNoScaleSubresource(t *testing.T) {
 		g.Eventually(func(g Gomega) {
 			found := condition(g, client.ObjectKeyFromObject(probe), capacityv1alpha1.ConditionTargetFound)
 			g.Expect(found).NotTo(BeNil())
-			g.Expect(found.Reason).To(Equal(ReasonTargetNotScalable))
+			g.Expect(found.Reason).To(Equal(capacityv1alpha1.ReasonTargetNotScalable))
 			messages[name] = found.Message
 		}, eventually).Should(Succeed())
 	}
@@ -152,7 +152,7 @@ func TestReconcileSaysWhenTargetHasNoScaleSubresource(t *testing.T) {
 	g.Eventually(func(g Gomega) {
 		found := condition(g, client.ObjectKeyFromObject(unknown), capacityv1alpha1.ConditionTargetFound)
 		g.Expect(found).NotTo(BeNil())
-		g.Expect(found.Reason).To(Equal(ReasonTargetKindUnknown))
+		g.Expect(found.Reason).To(Equal(capacityv1alpha1.ReasonTargetKindUnknown))
 		g.Expect(found.Message).To(ContainSubstring("does not serve kind Worker in example.com/v1"))
 	}, eventually).Should(Succeed())
 }
@@ -171,12 +171,12 @@ func TestReconcileSaysWhenThePlanDoesNotFitTheLimits(t *testing.T) {
 		fits := condition(g, key, capacityv1alpha1.ConditionPlanFits)
 		g.Expect(fits).NotTo(BeNil())
 		g.Expect(fits.Status).To(Equal(metav1.ConditionFalse))
-		g.Expect(fits.Reason).To(Equal(ReasonPlanExceedsLimits))
+		g.Expect(fits.Reason).To(Equal(capacityv1alpha1.ReasonPlanExceedsLimits))
 		g.Expect(fits.Message).To(ContainSubstring("20,000"))
 		g.Expect(fits.Message).To(ContainSubstring("8,000"))
 		ready := condition(g, key, capacityv1alpha1.ConditionReady)
 		g.Expect(ready.Status).To(Equal(metav1.ConditionFalse))
-		g.Expect(ready.Reason).To(Equal(ReasonPlanExceedsLimits))
+		g.Expect(ready.Reason).To(Equal(capacityv1alpha1.ReasonPlanExceedsLimits))
 	}, eventually).Should(Succeed())
 
 	// Raising the limits in place makes the same object fit: spec changes are picked up.
@@ -202,7 +202,7 @@ func TestReconcileSaysWhenTheModelIsUnknown(t *testing.T) {
 	g.Eventually(func(g Gomega) {
 		fits := condition(g, client.ObjectKeyFromObject(cc), capacityv1alpha1.ConditionPlanFits)
 		g.Expect(fits).NotTo(BeNil())
-		g.Expect(fits.Reason).To(Equal(ReasonUnknownModel))
+		g.Expect(fits.Reason).To(Equal(capacityv1alpha1.ReasonUnknownModel))
 		g.Expect(fits.Message).To(ContainSubstring("claude-sonnet-9"))
 		g.Expect(fits.Message).To(ContainSubstring("claude-sonnet-4-5"))
 	}, eventually).Should(Succeed())

@@ -14,13 +14,6 @@ import (
 	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
 )
 
-// Event reasons.
-const (
-	EventScaled           = "Scaled"
-	EventSignalsLost      = "SignalsLost"
-	EventSignalsRecovered = "SignalsRecovered"
-)
-
 // scale writes the desired replicas through /scale, only when they differ from the
 // target's and only when scaling is active. A paused-replicas annotation sets that count
 // once; a plain pause, a competing autoscaler or held signals leave the target alone.
@@ -54,7 +47,7 @@ func (r *ClaudeCapacityReconciler) scale(ctx context.Context, s *scope) (ctrl.Re
 	now := metav1.NewTime(r.now())
 	cc.Status.LastScaleTime = &now
 	ref := cc.Spec.ScaleTargetRef
-	r.Recorder.Eventf(cc, s.target.object, corev1.EventTypeNormal, EventScaled, "Scale",
+	r.Recorder.Eventf(cc, s.target.object, corev1.EventTypeNormal, capacityv1alpha1.EventScaled, "Scale",
 		"scaled %s %s from %d to %d: %s", ref.Kind, ref.Name, current, desired, why)
 	r.metrics.scaled(cc)
 	return ctrl.Result{}, nil

@@ -255,7 +255,7 @@ func TestAnotherAutoscalerOnTheTargetIsNotFought(t *testing.T) {
 		active := conditionOf(g, cc, capacityv1alpha1.ConditionScalingActive)
 		g.Expect(active).NotTo(BeNil())
 		g.Expect(active.Status).To(Equal(metav1.ConditionFalse))
-		g.Expect(active.Reason).To(Equal(ReasonAmbiguousAutoscaler))
+		g.Expect(active.Reason).To(Equal(capacityv1alpha1.ReasonAmbiguousAutoscaler))
 		g.Expect(active.Message).To(ContainSubstring("HorizontalPodAutoscaler workers"))
 		g.Expect(getCC(g, cc).Status.LimitedBy).To(Equal(capacityv1alpha1.LimitedByHeld))
 	}, eventually).Should(Succeed())
@@ -280,7 +280,7 @@ func TestSecondClaudeCapacityOnTheTargetHolds(t *testing.T) {
 		active := conditionOf(g, second, capacityv1alpha1.ConditionScalingActive)
 		g.Expect(active).NotTo(BeNil())
 		g.Expect(active.Status).To(Equal(metav1.ConditionFalse))
-		g.Expect(active.Reason).To(Equal(ReasonAmbiguousAutoscaler))
+		g.Expect(active.Reason).To(Equal(capacityv1alpha1.ReasonAmbiguousAutoscaler))
 		g.Expect(active.Message).To(ContainSubstring("ClaudeCapacity " + first.Name))
 	}, eventually).Should(Succeed())
 	// The second's empty queue would want 0 replicas: it never writes them.
@@ -301,7 +301,7 @@ func TestPauseAnnotations(t *testing.T) {
 	g.Eventually(func(g Gomega) {
 		active := conditionOf(g, cc, capacityv1alpha1.ConditionScalingActive)
 		g.Expect(active).NotTo(BeNil())
-		g.Expect(active.Reason).To(Equal(ReasonPaused))
+		g.Expect(active.Reason).To(Equal(capacityv1alpha1.ReasonPaused))
 	}, eventually).Should(Succeed())
 	g.Consistently(func(g Gomega) { g.Expect(specReplicas(g, ns, "workers")).To(Equal(int32(2))) }, "3s").Should(Succeed())
 
@@ -345,7 +345,7 @@ func TestScaleDownWaitsForInFlightWork(t *testing.T) {
 	g.Eventually(func(g Gomega) {
 		g.Expect(specReplicas(g, ns, "workers")).To(Equal(int32(6)))
 		limited := conditionOf(g, cc, capacityv1alpha1.ConditionScalingLimited)
-		g.Expect(limited.Reason).To(Equal("WorkInFlight"))
+		g.Expect(limited.Reason).To(Equal(string(capacityv1alpha1.LimitedByWorkInFlight)))
 	}, eventually).Should(Succeed())
 	g.Consistently(func(g Gomega) { g.Expect(specReplicas(g, ns, "workers")).To(Equal(int32(6))) }, "3s").Should(Succeed())
 

@@ -15,14 +15,6 @@ import (
 	"github.com/claudecap/claudecap/pkg/signals"
 )
 
-// Reasons of the SignalsAvailable condition.
-const (
-	ReasonQueueRead          = "QueueRead"
-	ReasonDeclaredTraffic    = "DeclaredTraffic"
-	ReasonSignalsUnavailable = "SignalsUnavailable"
-	ReasonSecretUnreadable   = "SecretUnreadable"
-)
-
 const (
 	// passwordTTL is how long a Redis password read from a Secret is reused before the
 	// Secret is read again; rotating it takes effect within this time.
@@ -38,7 +30,7 @@ func (r *ClaudeCapacityReconciler) readSignals(ctx context.Context, s *scope) (c
 	cc := s.cc
 	q := cc.Spec.Queue
 	if q == nil {
-		setCondition(cc, capacityv1alpha1.ConditionSignalsAvailable, metav1.ConditionTrue, ReasonDeclaredTraffic,
+		setCondition(cc, capacityv1alpha1.ConditionSignalsAvailable, metav1.ConditionTrue, capacityv1alpha1.ReasonDeclaredTraffic,
 			fmt.Sprintf("no queue is declared: demand follows the declared %d requests per minute", cc.Spec.Traffic.RequestsPerMinute))
 		return ctrl.Result{}, nil
 	}
@@ -46,7 +38,7 @@ func (r *ClaudeCapacityReconciler) readSignals(ctx context.Context, s *scope) (c
 
 	password, err := r.redisPassword(ctx, cc.Namespace, q.Redis.PasswordSecretRef, w)
 	if err != nil {
-		return r.signalsFailed(s, w, ReasonSecretUnreadable, err), nil
+		return r.signalsFailed(s, w, capacityv1alpha1.ReasonSecretUnreadable, err), nil
 	}
 	conn := signals.Connection{Address: q.Redis.Address, Password: password, TLS: q.Redis.TLS, Database: int(q.Redis.Database)}
 	queue := signals.Queue{List: q.List, ProcessingList: q.ProcessingList, Stream: q.Stream, ConsumerGroup: q.ConsumerGroup}
@@ -54,13 +46,13 @@ func (r *ClaudeCapacityReconciler) readSignals(ctx context.Context, s *scope) (c
 		w.closeReader()
 		reader, err := r.Signals.NewReader(conn, queue, signals.ReaderOptions{Now: r.now})
 		if err != nil {
-			return r.signalsFailed(s, w, ReasonSignalsUnavailable, err), nil
+			return r.signalsFailed(s, w, capacityv1alpha1.ReasonSignalsUnavailable, err), nil
 		}
 		w.reader, w.readerConn, w.readerQueue = reader, conn, queue
 	}
 	sample, err := w.reader.Poll(ctx)
 	if err != nil {
-		return r.signalsFailed(s, w, ReasonSignalsUnavailable, err), nil
+		return r.signalsFailed(s, w, capacityv1alpha1.ReasonSignalsUnavailable, err), nil
 	}
 
 	if w.estimator == nil || w.generation != cc.Generation {
@@ -84,11 +76,11 @@ func (r *ClaudeCapacityReconciler) readSignals(ctx context.Context, s *scope) (c
 		LastPollTime:      &polled,
 	}
 	if w.failures > 0 {
-		r.Recorder.Eventf(cc, nil, corev1.EventTypeNormal, EventSignalsRecovered, "ReadSignals",
+		r.Recorder.Eventf(cc, nil, corev1.EventTypeNormal, capacityv1alpha1.EventSignalsRecovered, "ReadSignals",
 			"queue signals are back after %d failed reads", w.failures)
 	}
 	w.failures, w.lastSignalError = 0, ""
-	setCondition(cc, capacityv1alpha1.ConditionSignalsAvailable, metav1.ConditionTrue, ReasonQueueRead,
+	setCondition(cc, capacityv1alpha1.ConditionSignalsAvailable, metav1.ConditionTrue, capacityv1alpha1.ReasonQueueRead,
 		fmt.Sprintf("%s on %s: %d waiting, %d in flight, about %d arriving per minute",
 			queue, q.Redis.Address, sample.Backlog, sample.InFlight, cc.Status.Queue.ArrivalsPerMinute))
 	return ctrl.Result{}, nil
@@ -105,7 +97,7 @@ func (r *ClaudeCapacityReconciler) signalsFailed(s *scope, w *workloadMemory, re
 	setCondition(cc, capacityv1alpha1.ConditionSignalsAvailable, metav1.ConditionFalse, reason,
 		msg+"; replicas are held until the queue can be read again")
 	if msg != w.lastSignalError {
-		r.Recorder.Eventf(cc, nil, corev1.EventTypeWarning, EventSignalsLost, "ReadSignals", "%s", msg)
+		r.Recorder.Eventf(cc, nil, corev1.EventTypeWarning, capacityv1alpha1.EventSignalsLost, "ReadSignals", "%s", msg)
 		w.lastSignalError = msg
 	}
 	backoff := pollInterval(cc) << min(w.failures-1, 5)

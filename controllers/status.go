@@ -23,12 +23,6 @@ var readyInputs = []string{
 	capacityv1alpha1.ConditionSignalsAvailable,
 }
 
-// Reasons of the Ready condition.
-const (
-	ReasonReady       = "Ready"
-	ReasonReconciling = "Reconciling"
-)
-
 // setCondition sets one condition on the object's status with its current generation.
 func setCondition(cc *capacityv1alpha1.ClaudeCapacity, condType string, status metav1.ConditionStatus, reason, message string) {
 	meta.SetStatusCondition(&cc.Status.Conditions, metav1.Condition{
@@ -63,7 +57,7 @@ func summarizeReady(cc *capacityv1alpha1.ClaudeCapacity) {
 	if cc.Status.Plan != nil {
 		msg = fmt.Sprintf("target found; declared traffic fits %s with %s binding", planTierWords(cc.Status.Plan), cc.Status.Plan.BindingDimension)
 	}
-	setCondition(cc, capacityv1alpha1.ConditionReady, metav1.ConditionTrue, ReasonReady, msg)
+	setCondition(cc, capacityv1alpha1.ConditionReady, metav1.ConditionTrue, capacityv1alpha1.ReasonReady, msg)
 }
 
 func planTierWords(p *capacityv1alpha1.PlanStatus) string {

@@ -16,7 +16,7 @@ func TestObservationOnlyChangesWaitForTheHeartbeat(t *testing.T) {
 		DesiredReplicas: 3,
 		Queue:           &capacityv1alpha1.QueueStatus{Depth: 10, LastPollTime: &metav1.Time{Time: polled}},
 		Conditions: []metav1.Condition{{Type: capacityv1alpha1.ConditionSignalsAvailable, Status: metav1.ConditionTrue,
-			Reason: ReasonQueueRead, Message: "10 waiting"}},
+			Reason: capacityv1alpha1.ReasonQueueRead, Message: "10 waiting"}},
 	}}
 	cases := []struct {
 		name   string
@@ -37,7 +37,7 @@ func TestObservationOnlyChangesWaitForTheHeartbeat(t *testing.T) {
 			s.Conditions[0].Status = metav1.ConditionFalse
 		}, time.Second, false},
 		{"a condition's reason", func(s *capacityv1alpha1.ClaudeCapacityStatus) {
-			s.Conditions[0].Reason = ReasonSignalsUnavailable
+			s.Conditions[0].Reason = capacityv1alpha1.ReasonSignalsUnavailable
 		}, time.Second, false},
 	}
 	for _, tc := range cases {

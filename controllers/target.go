@@ -41,15 +41,6 @@ func (t *scaleTarget) running() int32 {
 	return t.scale.Spec.Replicas
 }
 
-// Reasons of the TargetFound condition.
-const (
-	ReasonTargetFound       = "TargetFound"
-	ReasonTargetNotFound    = "TargetNotFound"
-	ReasonTargetKindUnknown = "TargetKindUnknown"
-	ReasonTargetNotScalable = "TargetNotScalable"
-	ReasonTargetUnreadable  = "TargetUnreadable"
-)
-
 // readTarget reads the scale target through /scale and records its replicas. A missing
 // target is a state to report, not an error to retry fast: the watch on Deployments and
 // StatefulSets (or the periodic resync for other kinds) brings the next reconcile.
@@ -58,18 +49,18 @@ func (r *ClaudeCapacityReconciler) readTarget(ctx context.Context, s *scope) (ct
 	ref := cc.Spec.ScaleTargetRef
 	gv, err := schema.ParseGroupVersion(ref.APIVersion)
 	if err != nil {
-		setCondition(cc, capacityv1alpha1.ConditionTargetFound, metav1.ConditionFalse, ReasonTargetKindUnknown,
+		setCondition(cc, capacityv1alpha1.ConditionTargetFound, metav1.ConditionFalse, capacityv1alpha1.ReasonTargetKindUnknown,
 			fmt.Sprintf("scaleTargetRef.apiVersion %q is not a valid group/version: %v", ref.APIVersion, err))
 		return ctrl.Result{}, nil
 	}
 	if known, scalable, err := r.scalable.lookup(gv, ref.Kind); err == nil {
 		switch {
 		case !known:
-			setCondition(cc, capacityv1alpha1.ConditionTargetFound, metav1.ConditionFalse, ReasonTargetKindUnknown,
+			setCondition(cc, capacityv1alpha1.ConditionTargetFound, metav1.ConditionFalse, capacityv1alpha1.ReasonTargetKindUnknown,
 				fmt.Sprintf("the API server does not serve kind %s in %s", ref.Kind, ref.APIVersion))
 			return ctrl.Result{}, nil
 		case !scalable:
-			setCondition(cc, capacityv1alpha1.ConditionTargetFound, metav1.ConditionFalse, ReasonTargetNotScalable,
+			setCondition(cc, capacityv1alpha1.ConditionTargetFound, metav1.ConditionFalse, capacityv1alpha1.ReasonTargetNotScalable,
 				fmt.Sprintf("kind %s in %s has no /scale subresource; only kinds with one can be scaled", ref.Kind, ref.APIVersion))
 			return ctrl.Result{}, nil
 		}
@@ -84,16 +75,16 @@ func (r *ClaudeCapacityReconciler) readTarget(ctx context.Context, s *scope) (ct
 	switch {
 	case err == nil:
 	case meta.IsNoMatchError(err):
-		setCondition(cc, capacityv1alpha1.ConditionTargetFound, metav1.ConditionFalse, ReasonTargetKindUnknown,
+		setCondition(cc, capacityv1alpha1.ConditionTargetFound, metav1.ConditionFalse, capacityv1alpha1.ReasonTargetKindUnknown,
 			fmt.Sprintf("the API server does not serve kind %s in %s", ref.Kind, ref.APIVersion))
 		return ctrl.Result{}, nil
 	case apierrors.IsNotFound(err):
 		// Never read the object itself to tell why: it may be of any kind.
-		setCondition(cc, capacityv1alpha1.ConditionTargetFound, metav1.ConditionFalse, ReasonTargetNotFound,
+		setCondition(cc, capacityv1alpha1.ConditionTargetFound, metav1.ConditionFalse, capacityv1alpha1.ReasonTargetNotFound,
 			desc+" does not exist; replicas are managed once it is created")
 		return ctrl.Result{}, nil
 	default:
-		setCondition(cc, capacityv1alpha1.ConditionTargetFound, metav1.ConditionUnknown, ReasonTargetUnreadable,
+		setCondition(cc, capacityv1alpha1.ConditionTargetFound, metav1.ConditionUnknown, capacityv1alpha1.ReasonTargetUnreadable,
 			fmt.Sprintf("reading the /scale subresource of %s: %v", desc, err))
 		return ctrl.Result{}, fmt.Errorf("reading the /scale subresource of %s: %w", desc, err)
 	}
@@ -105,7 +96,7 @@ func (r *ClaudeCapacityReconciler) readTarget(ctx context.Context, s *scope) (ct
 		s.target.ready, s.target.readyKnown = *ready, true
 		cc.Status.ReadyReplicas = ptr.To(*ready)
 	}
-	setCondition(cc, capacityv1alpha1.ConditionTargetFound, metav1.ConditionTrue, ReasonTargetFound,
+	setCondition(cc, capacityv1alpha1.ConditionTargetFound, metav1.ConditionTrue, capacityv1alpha1.ReasonTargetFound,
 		fmt.Sprintf("%s runs %d of %d replicas", desc, scale.Status.Replicas, scale.Spec.Replicas))
 	return ctrl.Result{}, nil
 }
