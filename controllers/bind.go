@@ -10,7 +10,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
-	"github.com/claudecap/claudecap/internal/specplan"
 )
 
 // bindOrganization resolves spec.organizationRef: the ClaudeOrganization must exist and
@@ -66,10 +65,7 @@ func (s *scope) headroom() int32 {
 	if s.org != nil {
 		return orgHeadroom(s.org)
 	}
-	if s.cc.Spec.HeadroomPercent > 0 {
-		return s.cc.Spec.HeadroomPercent
-	}
-	return specplan.DefaultHeadroomPercent
+	return s.cc.Spec.HeadroomPercentOrDefault()
 }
 
 // fromUpstream says whether the API's reported limits replace the declared ones.

@@ -163,10 +163,7 @@ func (r *ClaudeCapacityReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 
 // pollInterval is how often live signals are read: spec.pollIntervalSeconds, default 2 s.
 func pollInterval(cc *capacityv1alpha1.ClaudeCapacity) time.Duration {
-	if cc.Spec.PollIntervalSeconds > 0 {
-		return time.Duration(cc.Spec.PollIntervalSeconds) * time.Second
-	}
-	return 2 * time.Second
+	return cc.Spec.PollInterval()
 }
 
 // forget drops what the controller keeps in memory about a deleted ClaudeCapacity.

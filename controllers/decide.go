@@ -3,7 +3,6 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -120,10 +119,7 @@ func (r *ClaudeCapacityReconciler) capCut(s *scope, w *workloadMemory, pool capa
 // demandInput is the queue as last read, or, for a workload without a queue, the declared
 // traffic: then demand is the declared rate over mu, and never idle.
 func (s *scope) demandInput(mu float64) capacity.DemandInput {
-	in := capacity.DemandInput{ThroughputPerReplica: mu, DrainTime: 120 * time.Second}
-	if q := s.cc.Spec.Queue; q != nil && q.TargetDrainSeconds > 0 {
-		in.DrainTime = time.Duration(q.TargetDrainSeconds) * time.Second
-	}
+	in := capacity.DemandInput{ThroughputPerReplica: mu, DrainTime: s.cc.Spec.TargetDrain()}
 	if s.sample == nil {
 		declared := float64(s.cc.Spec.Traffic.RequestsPerMinute)
 		in.Arrivals = capacity.ArrivalEstimate{PerMinute: declared, LastArrivals: max(1, int64(declared))}

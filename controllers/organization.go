@@ -194,7 +194,7 @@ func memberClaim(catalog *capacity.Catalog, org *capacityv1alpha1.ClaudeOrganiza
 // newClaim is a member's claim for the given demand, with its weight, bounds and, in an
 // organization, its priority and guaranteed replicas.
 func newClaim(org *capacityv1alpha1.ClaudeOrganization, cc *capacityv1alpha1.ClaudeCapacity, model capacity.Model, d capacity.Demand) capacity.Claim {
-	c := capacity.NewClaim(workloadName(cc), max(cc.Spec.Weight, 1), d,
+	c := capacity.NewClaim(workloadName(cc), cc.Spec.WeightOrDefault(), d,
 		cc.Spec.Replicas.Min, cc.Spec.Replicas.Max, specplan.RequestProfile(cc.Spec.Traffic, model))
 	if org != nil {
 		pc, _ := priorityOf(org, cc)
@@ -206,10 +206,7 @@ func newClaim(org *capacityv1alpha1.ClaudeOrganization, cc *capacityv1alpha1.Cla
 
 // orgHeadroom is the organization's headroom, defaulted as the API server does.
 func orgHeadroom(org *capacityv1alpha1.ClaudeOrganization) int32 {
-	if org.Spec.HeadroomPercent > 0 {
-		return org.Spec.HeadroomPercent
-	}
-	return specplan.DefaultHeadroomPercent
+	return org.Spec.HeadroomPercentOrDefault()
 }
 
 // orgOutputRule is the limiters' mirror of the organization's output accounting.

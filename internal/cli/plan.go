@@ -97,7 +97,7 @@ explicitly override the manifest. Prices and limits come from a dated built-in c
 	f.Float64Var(&opts.batchShare, "batch-share", 0, "share of requests sent through Message Batches, 0 to 1")
 	f.Float64Var(&opts.headroom, "headroom", capacity.DefaultPlanHeadroomPercent,
 		fmt.Sprintf("percent of each limit the plan may use; with -f the manifest's headroomPercent (%d if unset) wins over this default",
-			specplan.DefaultHeadroomPercent))
+			capacityv1alpha1.DefaultHeadroomPercent))
 	f.Float64Var(&opts.perReplicaRPM, "per-replica-rpm", 0, "requests per minute one worker replica completes; 0 skips the replica count")
 	f.StringVar(&opts.tier, "tier", "", "check the plan against this usage tier's limits")
 	f.Int64Var(&opts.limitRPM, "limit-rpm", 0, "check the plan against this requests-per-minute limit")

@@ -11,25 +11,19 @@ import (
 	"github.com/claudecap/claudecap/pkg/capacity"
 )
 
-// DefaultHeadroomPercent is the CRD default of spec.headroomPercent. A manifest read from
-// a file has not been through the API server's defaulting, so it is applied here.
-const DefaultHeadroomPercent = 90
-
 // PlanInput is what a ClaudeCapacity declares, in the planner's terms. A member of an
 // organization declares no limits: the controller fills in the organization's.
 func PlanInput(spec capacityv1alpha1.ClaudeCapacitySpec) capacity.PlanInput {
 	in := capacity.PlanInput{
-		Model:                    spec.Model,
-		RequestsPerMinute:        float64(spec.Traffic.RequestsPerMinute),
-		AvgInputTokens:           float64(spec.Traffic.AvgInputTokens),
-		AvgOutputTokens:          float64(spec.Traffic.AvgOutputTokens),
-		HeadroomPercent:          float64(spec.HeadroomPercent),
+		Model:             spec.Model,
+		RequestsPerMinute: float64(spec.Traffic.RequestsPerMinute),
+		AvgInputTokens:    float64(spec.Traffic.AvgInputTokens),
+		AvgOutputTokens:   float64(spec.Traffic.AvgOutputTokens),
+		// A manifest read from a file has not been through the API server's defaulting.
+		HeadroomPercent:          float64(spec.HeadroomPercentOrDefault()),
 		ReplicaRequestsPerMinute: float64(spec.Worker.RequestsPerMinutePerReplica),
 		CacheHitRatio:            ptr.Deref(spec.Traffic.CacheHitRatio, 0),
 		BatchShare:               ptr.Deref(spec.Traffic.BatchShare, 0),
-	}
-	if in.HeadroomPercent == 0 {
-		in.HeadroomPercent = DefaultHeadroomPercent
 	}
 	if l := spec.Limits; l != nil {
 		limits := capacity.PlanLimits{

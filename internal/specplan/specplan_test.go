@@ -21,7 +21,7 @@ func TestPlanInputCarriesEverySpecField(t *testing.T) {
 	got := PlanInput(spec)
 	want := capacity.PlanInput{
 		Model: "claude-haiku-4-5", RequestsPerMinute: 11, AvgInputTokens: 13, AvgOutputTokens: 17,
-		CacheHitRatio: 0.25, BatchShare: 0.5, HeadroomPercent: DefaultHeadroomPercent, ReplicaRequestsPerMinute: 19,
+		CacheHitRatio: 0.25, BatchShare: 0.5, HeadroomPercent: float64(capacityv1alpha1.DefaultHeadroomPercent), ReplicaRequestsPerMinute: 19,
 		Limits: &capacity.PlanLimits{Tier: "tier-3", OutputTokensPerMinute: 7},
 	}
 	if got.Limits == nil || *got.Limits != *want.Limits {
