@@ -139,6 +139,7 @@ func (r *ClaudeCapacityReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 			cc.Status.ObservedGeneration = cc.Generation
 		}
 		reterr = kerrors.NewAggregate([]error{reterr, patcher.patch(ctx, r.Client, cc, r.now())})
+		logReconcile(ctx, cc, r.now().Sub(start), reterr)
 	}()
 
 	s := &scope{cc: cc}

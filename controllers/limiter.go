@@ -96,7 +96,7 @@ func (r *ClaudeCapacityReconciler) readLimiter(ctx context.Context, s *scope) (c
 		setCondition(cc, capacityv1alpha1.ConditionRateLimited, metav1.ConditionUnknown, capacityv1alpha1.ReasonLimiterUnavailable,
 			fmt.Sprintf("reading the limiter state: %v", err))
 		if w.lastLimiterError != err.Error() {
-			r.Recorder.Eventf(cc, nil, corev1.EventTypeWarning, capacityv1alpha1.ReasonLimiterUnavailable, "ReadLimiter", "%v", err)
+			eventf(ctx, r.Recorder, cc, nil, corev1.EventTypeWarning, capacityv1alpha1.ReasonLimiterUnavailable, "ReadLimiter", "%v", err)
 			w.lastLimiterError = err.Error()
 		}
 		return ctrl.Result{}, nil

@@ -179,7 +179,7 @@ func (r *ClaudeOrganizationReconciler) Reconcile(ctx context.Context, req ctrl.R
 	if due && redisErr == nil {
 		mem.syncedAt, mem.syncedGeneration, mem.syncedMembers = r.now(), org.Generation, membership
 	}
-	r.report(org, mem, classes, refused, redisErr, due)
+	r.report(ctx, org, mem, classes, refused, redisErr, due)
 	if !equality.Semantic.DeepEqual(before.Status, org.Status) {
 		org.Status.ObservedGeneration = org.Generation
 		if err := r.Status().Patch(ctx, org, client.MergeFrom(before)); err != nil {
@@ -381,7 +381,7 @@ func samePoolConfig(a, b ratelimit.PoolConfig) bool {
 
 // report writes the status: per class the limits, what the API reports, usage and the
 // members' shares; and the conditions.
-func (r *ClaudeOrganizationReconciler) report(org *capacityv1alpha1.ClaudeOrganization, mem *orgMemory, classes []*orgClass,
+func (r *ClaudeOrganizationReconciler) report(ctx context.Context, org *capacityv1alpha1.ClaudeOrganization, mem *orgMemory, classes []*orgClass,
 	refused int32, redisErr error, synced bool) {
 	st := &org.Status
 	st.Refused = refused
@@ -432,7 +432,7 @@ func (r *ClaudeOrganizationReconciler) report(org *capacityv1alpha1.ClaudeOrgani
 		set(capacityv1alpha1.ConditionPoolsConfigured, metav1.ConditionFalse, capacityv1alpha1.ReasonLimiterUnavailable,
 			fmt.Sprintf("the limiter Redis %s: %v; the members' proxies keep the last limits written", addr, redisErr))
 		if msg := redisErr.Error(); msg != mem.lastError {
-			r.Recorder.Eventf(org, nil, corev1.EventTypeWarning, capacityv1alpha1.ReasonLimiterUnavailable, "WritePools", "%v", redisErr)
+			eventf(ctx, r.Recorder, org, nil, corev1.EventTypeWarning, capacityv1alpha1.ReasonLimiterUnavailable, "WritePools", "%v", redisErr)
 			mem.lastError = msg
 		}
 	case len(classes) == 0:

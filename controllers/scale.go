@@ -47,7 +47,7 @@ func (r *ClaudeCapacityReconciler) scale(ctx context.Context, s *scope) (ctrl.Re
 	now := metav1.NewTime(r.now())
 	cc.Status.LastScaleTime = &now
 	ref := cc.Spec.ScaleTargetRef
-	r.Recorder.Eventf(cc, s.target.object, corev1.EventTypeNormal, capacityv1alpha1.EventScaled, "Scale",
+	eventf(ctx, r.Recorder, cc, s.target.object, corev1.EventTypeNormal, capacityv1alpha1.EventScaled, "Scale",
 		"scaled %s %s from %d to %d: %s", ref.Kind, ref.Name, current, desired, why)
 	r.metrics.scaled(cc)
 	return ctrl.Result{}, nil

@@ -38,7 +38,7 @@ func (r *ClaudeCapacityReconciler) readSignals(ctx context.Context, s *scope) (c
 
 	password, err := r.redisPassword(ctx, cc.Namespace, q.Redis.PasswordSecretRef, w)
 	if err != nil {
-		return r.signalsFailed(s, w, capacityv1alpha1.ReasonSecretUnreadable, err), nil
+		return r.signalsFailed(ctx, s, w, capacityv1alpha1.ReasonSecretUnreadable, err), nil
 	}
 	conn := signals.Connection{Address: q.Redis.Address, Password: password, TLS: q.Redis.TLS, Database: int(q.Redis.Database)}
 	queue := signals.Queue{List: q.List, ProcessingList: q.ProcessingList, Stream: q.Stream, ConsumerGroup: q.ConsumerGroup}
@@ -46,13 +46,13 @@ func (r *ClaudeCapacityReconciler) readSignals(ctx context.Context, s *scope) (c
 		w.closeReader()
 		reader, err := r.Signals.NewReader(conn, queue, signals.ReaderOptions{Now: r.now})
 		if err != nil {
-			return r.signalsFailed(s, w, capacityv1alpha1.ReasonSignalsUnavailable, err), nil
+			return r.signalsFailed(ctx, s, w, capacityv1alpha1.ReasonSignalsUnavailable, err), nil
 		}
 		w.reader, w.readerConn, w.readerQueue = reader, conn, queue
 	}
 	sample, err := w.reader.Poll(ctx)
 	if err != nil {
-		return r.signalsFailed(s, w, capacityv1alpha1.ReasonSignalsUnavailable, err), nil
+		return r.signalsFailed(ctx, s, w, capacityv1alpha1.ReasonSignalsUnavailable, err), nil
 	}
 
 	if w.estimator == nil || w.generation != cc.Generation {
@@ -76,7 +76,7 @@ func (r *ClaudeCapacityReconciler) readSignals(ctx context.Context, s *scope) (c
 		LastPollTime:      &polled,
 	}
 	if w.failures > 0 {
-		r.Recorder.Eventf(cc, nil, corev1.EventTypeNormal, capacityv1alpha1.EventSignalsRecovered, "ReadSignals",
+		eventf(ctx, r.Recorder, cc, nil, corev1.EventTypeNormal, capacityv1alpha1.EventSignalsRecovered, "ReadSignals",
 			"queue signals are back after %d failed reads", w.failures)
 	}
 	w.failures, w.lastSignalError = 0, ""
@@ -88,7 +88,7 @@ func (r *ClaudeCapacityReconciler) readSignals(ctx context.Context, s *scope) (c
 
 // signalsFailed records a failed read: SignalsAvailable=False with the error (which never
 // holds the password), an event when the error is new, and a retry with backoff.
-func (r *ClaudeCapacityReconciler) signalsFailed(s *scope, w *workloadMemory, reason string, err error) ctrl.Result {
+func (r *ClaudeCapacityReconciler) signalsFailed(ctx context.Context, s *scope, w *workloadMemory, reason string, err error) ctrl.Result {
 	cc := s.cc
 	s.signalsMissing = true
 	w.failures++
@@ -97,7 +97,7 @@ func (r *ClaudeCapacityReconciler) signalsFailed(s *scope, w *workloadMemory, re
 	setCondition(cc, capacityv1alpha1.ConditionSignalsAvailable, metav1.ConditionFalse, reason,
 		msg+"; replicas are held until the queue can be read again")
 	if msg != w.lastSignalError {
-		r.Recorder.Eventf(cc, nil, corev1.EventTypeWarning, capacityv1alpha1.EventSignalsLost, "ReadSignals", "%s", msg)
+		eventf(ctx, r.Recorder, cc, nil, corev1.EventTypeWarning, capacityv1alpha1.EventSignalsLost, "ReadSignals", "%s", msg)
 		w.lastSignalError = msg
 	}
 	backoff := pollInterval(cc) << min(w.failures-1, 5)
