@@ -104,7 +104,9 @@ func (r *ClaudeCapacityReconciler) competingAutoscaler(ctx context.Context, cc *
 // flip between them.
 func (r *ClaudeCapacityReconciler) olderClaudeCapacity(ctx context.Context, cc *capacityv1alpha1.ClaudeCapacity) (string, error) {
 	var list capacityv1alpha1.ClaudeCapacityList
-	if err := r.List(ctx, &list, client.InNamespace(cc.Namespace)); err != nil {
+	// Only those on the same target (field index), read-only: no deep copy of the namespace.
+	if err := r.List(ctx, &list, client.InNamespace(cc.Namespace), client.UnsafeDisableDeepCopy,
+		client.MatchingFields{targetIndexKey: targetIndexValue(cc.Spec.ScaleTargetRef.Kind, cc.Spec.ScaleTargetRef.Name)}); err != nil {
 		return "", fmt.Errorf("listing ClaudeCapacities in %s: %w", cc.Namespace, err)
 	}
 	ref := cc.Spec.ScaleTargetRef

@@ -521,7 +521,7 @@ func filterMembers(ctx context.Context, c client.Reader, org *capacityv1alpha1.C
 	items []capacityv1alpha1.ClaudeCapacity) ([]capacityv1alpha1.ClaudeCapacity, int32, error) {
 	selected := map[string]bool{}
 	var refused int32
-	out := make([]capacityv1alpha1.ClaudeCapacity, 0, len(items))
+	keep := make([]int, 0, len(items))
 	for i := range items {
 		m := &items[i]
 		if !m.DeletionTimestamp.IsZero() {
@@ -539,12 +539,20 @@ func filterMembers(ctx context.Context, c client.Reader, org *capacityv1alpha1.C
 		case !ok:
 			refused++
 		case !secondAutoscaler(m):
-			out = append(out, *m)
+			keep = append(keep, i)
 		}
 	}
-	slices.SortFunc(out, func(a, b capacityv1alpha1.ClaudeCapacity) int {
-		return strings.Compare(workloadName(&a), workloadName(&b))
+	// Sort indexes, not whole objects, then copy each member once.
+	slices.SortFunc(keep, func(a, b int) int {
+		if c := strings.Compare(items[a].Namespace, items[b].Namespace); c != 0 {
+			return c
+		}
+		return strings.Compare(items[a].Name, items[b].Name)
 	})
+	out := make([]capacityv1alpha1.ClaudeCapacity, len(keep))
+	for j, i := range keep {
+		out[j] = items[i]
+	}
 	return out, refused, nil
 }
 
