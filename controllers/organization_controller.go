@@ -455,7 +455,8 @@ func (r *ClaudeOrganizationReconciler) report(ctx context.Context, org *capacity
 	case upstreamKnown:
 		set(capacityv1alpha1.ConditionLimitsDrift, metav1.ConditionFalse, capacityv1alpha1.ReasonLimitsMatch, "the API's reported limits match the declared ones")
 	default:
-		set(capacityv1alpha1.ConditionLimitsDrift, metav1.ConditionUnknown, capacityv1alpha1.ReasonNoUpstreamLimits, "no response of the API has reported its limits yet")
+		set(capacityv1alpha1.ConditionLimitsDrift, metav1.ConditionUnknown, capacityv1alpha1.ReasonNoUpstreamLimits,
+			"no response of the API has reported its limits yet")
 	}
 	switch {
 	case redisErr != nil:

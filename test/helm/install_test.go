@@ -115,8 +115,9 @@ func admittedAsRestricted(t *testing.T, name string, spec corev1.PodSpec) {
 }
 
 // TestAllFeaturesApply creates every object the chart renders with every optional feature
-// on, in its own release and namespace. The ServiceMonitor is the one object not sent:
-// its CRD belongs to the Prometheus operator, which envtest does not have.
+// on, in its own release and namespace. The ServiceMonitor and the PrometheusRule are the
+// objects not sent: their CRDs belong to the Prometheus operator, which envtest does not
+// have (test/helm checks them in Go instead: wiring, and the rules with Prometheus's parser).
 func TestAllFeaturesApply(t *testing.T) {
 	g := NewWithT(t)
 	const fullRelease = "claudecap-full"
@@ -124,19 +125,23 @@ func TestAllFeaturesApply(t *testing.T) {
 	g.Expect(checkWiring(objs, fullRelease)).To(Succeed(), "wiring with another release name")
 	g.Expect(cluster.client.Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fullRelease}})).To(Succeed())
 
-	var created, monitors int
+	var created int
+	var prometheusKinds []string
 	for _, obj := range objs {
-		if obj.GetKind() == "ServiceMonitor" {
-			monitors++
+		if obj.GroupVersionKind().Group == "monitoring.coreos.com" {
+			prometheusKinds = append(prometheusKinds, obj.GetKind())
 			continue
 		}
 		g.Expect(cluster.client.Create(t.Context(), obj)).To(Succeed(), "creating %s %s", obj.GetKind(), obj.GetName())
 		created++
 	}
-	g.Expect(monitors).To(Equal(1), "ServiceMonitors rendered")
+	g.Expect(prometheusKinds).To(ConsistOf("ServiceMonitor", "PrometheusRule"), "Prometheus operator objects rendered")
+	for _, kind := range []string{"NetworkPolicy", "PodDisruptionBudget", "ConfigMap"} {
+		g.Expect(objs.ofKind(kind)).NotTo(BeEmpty(), "%s objects are among those sent", kind)
+	}
 
 	pod, err := readManagerPod(objs)
 	g.Expect(err).NotTo(HaveOccurred())
 	admittedAsRestricted(t, fullRelease, pod.template.Spec)
-	t.Logf("checked: the API server accepted all %d objects of the all-features render (the ServiceMonitor rendered, not sent)", created)
+	t.Logf("checked: the API server accepted all %d objects of the all-features render (ServiceMonitor and PrometheusRule rendered, not sent)", created)
 }

@@ -11,9 +11,11 @@ import (
 
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 
 	"github.com/claudecap/claudecap/pkg/capacity"
@@ -54,6 +56,19 @@ func TestBadValuesAreRefused(t *testing.T) {
 		{"monitor without metrics", "serviceMonitor.enabled=true,metrics.enabled=false", "serviceMonitor.enabled=true needs metrics.enabled=true"},
 		{"metrics on the probe port", "metrics.port=8081", "metrics.port and healthProbePort must differ"},
 		{"no service account", "serviceAccount.create=false", "serviceAccount.name is required"},
+		{"digest without its algorithm", "image.digest=0123456789abcdef", "/image/digest"},
+		{"monitor that cannot verify the self-signed certificate", "serviceMonitor.enabled=true", "without metrics.certSecret the manager serves a self-signed one"},
+		{"certificate for plain HTTP", "metrics.certSecret=metrics-cert,metrics.secure=false", "metrics.certSecret needs metrics.enabled=true and metrics.secure=true"},
+		{"CA from two places", "serviceMonitor.tlsConfig.ca.secret.name=a,serviceMonitor.tlsConfig.ca.secret.key=ca.crt," +
+			"serviceMonitor.tlsConfig.ca.configMap.name=b,serviceMonitor.tlsConfig.ca.configMap.key=ca.crt", "/serviceMonitor/tlsConfig/ca"},
+		{"budget that lets no pod go", "podDisruptionBudget.enabled=true,podDisruptionBudget.minAvailable=1", "lets no manager pod be evicted"},
+		{"budget of no evictions", "podDisruptionBudget.enabled=true,podDisruptionBudget.maxUnavailable=0", "podDisruptionBudget.maxUnavailable=0"},
+		{"budget as a fraction", "podDisruptionBudget.maxUnavailable=0.5", "/podDisruptionBudget/maxUnavailable"},
+		{"redis without a port", "networkPolicy.redis[0].cidr=10.0.0.0/8", "/networkPolicy/redis/0"},
+		{"redis by name", "networkPolicy.redis[0].cidr=redis.ai,networkPolicy.redis[0].port=6379", "/networkPolicy/redis/0/cidr"},
+		{"no API server port", "networkPolicy.apiServer.ports={}", "/networkPolicy/apiServer/ports"},
+		{"disabling an alert that does not exist", "prometheusRule.disabledAlerts={ClaudecapTypo}", "/prometheusRule/disabledAlerts/0"},
+		{"severity among the extra alert labels", "prometheusRule.alertLabels.severity=page", "/prometheusRule/alertLabels"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -194,8 +209,10 @@ func TestDefaultValuesRender(t *testing.T) {
 		"--leader-elect":              "",
 		"--zap-log-level":             "info",
 	}))
-	g.Expect(objs.ofKind("ServiceMonitor")).To(BeEmpty())
-	g.Expect(objs.ofKind("ConfigMap")).To(BeEmpty())
+	for _, kind := range []string{"ServiceMonitor", "PrometheusRule", "ConfigMap", "NetworkPolicy", "PodDisruptionBudget"} {
+		g.Expect(objs.ofKind(kind)).To(BeEmpty(), "%s objects with default values", kind)
+	}
+	g.Expect(pod.template.Spec.Volumes).To(BeEmpty())
 
 	kustomize, err := readManifests(filepath.Join(cluster.root, "config/manager/manager.yaml"))
 	g.Expect(err).NotTo(HaveOccurred())
@@ -218,6 +235,8 @@ func TestAllFeaturesRender(t *testing.T) {
 
 	pod, err := readManagerPod(objs)
 	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(pod.container.Image).To(Equal("ghcr.io/claudecap/claudecap@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"),
+		"image.digest pins the image, whatever the tag")
 	g.Expect(pod.container.Args[len(pod.container.Args)-1]).To(Equal("--enable-http2"), "extraArgs come last")
 	g.Expect(pod.flags).To(HaveKeyWithValue("--metrics-bind-address", ":9443"))
 	g.Expect(pod.flags).To(HaveKeyWithValue("--zap-log-level", "debug"))
@@ -227,6 +246,21 @@ func TestAllFeaturesRender(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(monitor.GetAPIVersion()).To(Equal("monitoring.coreos.com/v1"))
 	g.Expect(monitor.GetLabels()).To(HaveKeyWithValue("release", "prometheus"))
+	endpoints, _, _ := unstructured.NestedSlice(monitor.Object, "spec", "endpoints")
+	g.Expect(endpoints).To(HaveLen(1))
+	g.Expect(endpoints[0]).To(HaveKeyWithValue("tlsConfig", map[string]any{
+		"insecureSkipVerify": false,
+		"serverName":         "claudecap-controller-manager-metrics-service.claudecap-system.svc",
+		"ca":                 map[string]any{"configMap": map[string]any{"name": "cluster-ca", "key": "ca.crt"}},
+	}), "the scrape verifies the certificate against serviceMonitor.tlsConfig.ca")
+	g.Expect(secretMountedAt(pod, metricsCertDir)).To(Equal("claudecap-metrics-cert"), "the manager serves metrics.certSecret")
+	g.Expect(objs.ofKind("PrometheusRule")).To(HaveLen(1))
+	g.Expect(objs.find("ConfigMap", "claudecap-dashboard")).NotTo(BeNil())
+	pdb, err := decodeOnly[policyv1.PodDisruptionBudget](objs, "PodDisruptionBudget")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(pdb.Spec.MinAvailable).To(Equal(ptrTo(intstr.FromInt32(1))))
+	g.Expect(pdb.Spec.MaxUnavailable).To(BeNil(), "minAvailable replaces the default maxUnavailable")
+	g.Expect(objs.ofKind("NetworkPolicy")).To(HaveLen(1))
 
 	data, err := catalogData(objs, pod)
 	g.Expect(err).NotTo(HaveOccurred())
@@ -248,8 +282,8 @@ func TestValueVariantsRender(t *testing.T) {
 		set     string
 		flags   map[string]string // manager flags the variant sets
 		without string            // a manager flag the variant drops
-		kind    string            // a kind of object the variant renders fewer of
-		count   int               // how many objects of that kind are left
+		kind    string            // a kind of object the variant renders more or fewer of
+		count   int               // how many objects of that kind it renders
 	}{
 		{"metrics.secure=false", map[string]string{"--metrics-secure": "false"}, "", "ClusterRoleBinding", 1},
 		{"metrics.enabled=false", map[string]string{"--metrics-bind-address": "0"}, "--metrics-secure", "Service", 0},
@@ -257,6 +291,11 @@ func TestValueVariantsRender(t *testing.T) {
 		{"rbac.userRoles=false", nil, "", "ClusterRole", 3},
 		{"serviceAccount.create=false,serviceAccount.name=platform-operators", nil, "", "ServiceAccount", 0},
 		{"logLevel=4", map[string]string{"--zap-log-level": "4"}, "", "ConfigMap", 0},
+		{"grafanaDashboard.enabled=true", nil, "--catalog", "ConfigMap", 1},
+		{"prometheusRule.enabled=true", nil, "", "PrometheusRule", 1},
+		{"podDisruptionBudget.enabled=true", nil, "", "PodDisruptionBudget", 1},
+		{"networkPolicy.enabled=true", nil, "", "NetworkPolicy", 1},
+		{"serviceMonitor.enabled=true,serviceMonitor.tlsConfig.insecureSkipVerify=true", nil, "", "ServiceMonitor", 1},
 	}
 	for _, tc := range cases {
 		t.Run(tc.set, func(t *testing.T) {
@@ -305,10 +344,40 @@ func TestWiringCheckCatchesBreaks(t *testing.T) {
 			setField(t, monitor, []any{map[string]any{"port": "http", "scheme": "https"}}, "spec", "endpoints")
 			return objs
 		}},
+		{"monitor verifies a certificate the manager does not serve", "the manager serves a self-signed one", func(objs manifests) manifests {
+			dep := objs.find("Deployment", "claudecap-controller-manager")
+			unstructured.RemoveNestedField(dep.Object, "spec", "template", "spec", "volumes")
+			return objs
+		}},
+		{"monitor checks the certificate for another name", "not a name of the Service", func(objs manifests) manifests {
+			monitor := objs.ofKind("ServiceMonitor")[0]
+			endpoints, _, _ := unstructured.NestedSlice(monitor.Object, "spec", "endpoints")
+			tls := endpoints[0].(map[string]any)["tlsConfig"].(map[string]any)
+			tls["serverName"] = "localhost"
+			setField(t, monitor, endpoints, "spec", "endpoints")
+			return objs
+		}},
+		{"disruption budget for other pods", "PodDisruptionBudget claudecap-controller-manager does not select", func(objs manifests) manifests {
+			setField(t, objs.find("PodDisruptionBudget", "claudecap-controller-manager"), "other", "spec", "selector", "matchLabels", "control-plane")
+			return objs
+		}},
+		{"network policy without the API server", "does not let the manager reach the API server", func(objs manifests) manifests {
+			policy := objs.find("NetworkPolicy", "claudecap-controller-manager")
+			egress, _, _ := unstructured.NestedSlice(policy.Object, "spec", "egress")
+			setField(t, policy, egress[:1], "spec", "egress") // DNS only
+			return objs
+		}},
+		{"network policy without DNS", "does not let the manager reach DNS", func(objs manifests) manifests {
+			policy := objs.find("NetworkPolicy", "claudecap-controller-manager")
+			egress, _, _ := unstructured.NestedSlice(policy.Object, "spec", "egress")
+			setField(t, policy, egress[1:], "spec", "egress")
+			return objs
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			objs := render(t, release, namespace, "--set", "serviceMonitor.enabled=true")
+			objs := render(t, release, namespace, "--set", "serviceMonitor.enabled=true,metrics.certSecret=metrics-cert",
+				"--set", "podDisruptionBudget.enabled=true,networkPolicy.enabled=true")
 			err := checkWiring(tc.mutate(objs), namespace)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("checkWiring = %v, want an error containing %q", err, tc.want)

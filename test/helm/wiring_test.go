@@ -11,6 +11,8 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -79,6 +81,7 @@ func checkWiring(objs manifests, namespace string) error {
 	problems = append(problems, checkProbes(pod)...)
 	problems = append(problems, checkPermissions(objs, pod, namespace)...)
 	problems = append(problems, checkMetrics(objs, pod, namespace)...)
+	problems = append(problems, checkPodPolicies(objs, pod)...)
 	if _, err := catalogData(objs, pod); err != nil {
 		problems = append(problems, err)
 	}
@@ -209,18 +212,28 @@ func checkMetrics(objs manifests, pod *managerPod, namespace string) []error {
 		problems = append(problems, fmt.Errorf("metrics Service port is named %s, want %s for --metrics-secure=%s", name, wantScheme, pod.flags["--metrics-secure"]))
 	}
 	for _, monitor := range objs.ofKind("ServiceMonitor") {
-		problems = append(problems, checkServiceMonitor(monitor.Object, svc, namespace)...)
+		problems = append(problems, checkServiceMonitor(monitor.Object, svc, pod, namespace)...)
 	}
 	return problems
 }
 
+// metricsCertDir is where controller-runtime's metrics server reads tls.crt and tls.key
+// (its CertDir default, under os.TempDir() of the manager's image, which sets no TMPDIR);
+// without them it serves a self-signed certificate.
+const metricsCertDir = "/tmp/k8s-metrics-server/serving-certs"
+
 // checkServiceMonitor checks a monitoring.coreos.com/v1 ServiceMonitor, kept untyped so
 // the test needs no Prometheus operator module.
-func checkServiceMonitor(monitor map[string]any, svc *corev1.Service, namespace string) []error {
+func checkServiceMonitor(monitor map[string]any, svc *corev1.Service, pod *managerPod, namespace string) []error {
 	var spec struct {
 		Endpoints []struct {
-			Port   string `json:"port"`
-			Scheme string `json:"scheme"`
+			Port      string `json:"port"`
+			Scheme    string `json:"scheme"`
+			TLSConfig *struct {
+				InsecureSkipVerify bool           `json:"insecureSkipVerify"`
+				ServerName         string         `json:"serverName"`
+				CA                 map[string]any `json:"ca"`
+			} `json:"tlsConfig"`
 		} `json:"endpoints"`
 		NamespaceSelector struct {
 			MatchNames []string `json:"matchNames"`
@@ -241,8 +254,105 @@ func checkServiceMonitor(monitor map[string]any, svc *corev1.Service, namespace 
 	}
 	if len(spec.Endpoints) != 1 || spec.Endpoints[0].Port != svc.Spec.Ports[0].Name || spec.Endpoints[0].Scheme != svc.Spec.Ports[0].Name {
 		problems = append(problems, fmt.Errorf("ServiceMonitor endpoints %+v: want one on Service port %s with that scheme", spec.Endpoints, svc.Spec.Ports[0].Name))
+		return problems
+	}
+	// A verified scrape needs a certificate the manager serves, for a name of the Service.
+	if tls := spec.Endpoints[0].TLSConfig; spec.Endpoints[0].Scheme == "https" && (tls == nil || !tls.InsecureSkipVerify) {
+		if tls == nil || len(tls.CA) == 0 {
+			problems = append(problems, errors.New("the ServiceMonitor verifies the metrics certificate but names no CA"))
+		}
+		names := []string{svc.Name + "." + namespace + ".svc", svc.Name + "." + namespace + ".svc.cluster.local"}
+		if tls != nil && !slices.Contains(names, tls.ServerName) {
+			problems = append(problems, fmt.Errorf("the ServiceMonitor checks the metrics certificate for %q, not a name of the Service (%v)", tls.ServerName, names))
+		}
+		if _, err := secretMountedAt(pod, metricsCertDir); err != nil {
+			problems = append(problems, fmt.Errorf("the ServiceMonitor verifies the metrics certificate, but the manager serves a self-signed one: %w", err))
+		}
 	}
 	return problems
+}
+
+// secretMountedAt returns the Secret the manager container has mounted at dir.
+func secretMountedAt(pod *managerPod, dir string) (string, error) {
+	i := slices.IndexFunc(pod.container.VolumeMounts, func(m corev1.VolumeMount) bool { return path.Clean(m.MountPath) == dir })
+	if i < 0 {
+		return "", fmt.Errorf("nothing is mounted at %s", dir)
+	}
+	name := pod.container.VolumeMounts[i].Name
+	j := slices.IndexFunc(pod.template.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == name })
+	if j < 0 || pod.template.Spec.Volumes[j].Secret == nil {
+		return "", fmt.Errorf("volume %s mounted at %s is not a Secret", name, dir)
+	}
+	return pod.template.Spec.Volumes[j].Secret.SecretName, nil
+}
+
+// checkPodPolicies checks the PodDisruptionBudget and the NetworkPolicy of the manager pods:
+// they select them, and the NetworkPolicy still lets the manager reach DNS and the API server.
+func checkPodPolicies(objs manifests, pod *managerPod) []error {
+	var problems []error
+	podLabels := labels.Set(pod.template.Labels)
+	for _, obj := range objs.ofKind("PodDisruptionBudget") {
+		pdb, err := decode[policyv1.PodDisruptionBudget](obj)
+		if err != nil {
+			return []error{err}
+		}
+		selector, err := metav1.LabelSelectorAsSelector(pdb.Spec.Selector)
+		if err != nil || pdb.Spec.Selector == nil || !selector.Matches(podLabels) {
+			problems = append(problems, fmt.Errorf("PodDisruptionBudget %s does not select the manager pods", pdb.Name))
+		}
+	}
+	for _, obj := range objs.ofKind("NetworkPolicy") {
+		policy, err := decode[networkingv1.NetworkPolicy](obj)
+		if err != nil {
+			return []error{err}
+		}
+		selector, err := metav1.LabelSelectorAsSelector(&policy.Spec.PodSelector)
+		if err != nil || !selector.Matches(podLabels) {
+			problems = append(problems, fmt.Errorf("NetworkPolicy %s does not select the manager pods", policy.Name))
+			continue
+		}
+		if !slices.Contains(policy.Spec.PolicyTypes, networkingv1.PolicyTypeEgress) {
+			continue
+		}
+		if !egressPortOpen(policy, corev1.ProtocolUDP, 53) || !egressPortOpen(policy, corev1.ProtocolTCP, 53) {
+			problems = append(problems, fmt.Errorf("NetworkPolicy %s does not let the manager reach DNS (port 53, UDP and TCP)", policy.Name))
+		}
+		if !egressPortOpen(policy, corev1.ProtocolTCP, 443) && !egressPortOpen(policy, corev1.ProtocolTCP, 6443) {
+			problems = append(problems, fmt.Errorf("NetworkPolicy %s does not let the manager reach the API server (TCP 443 or 6443)", policy.Name))
+		}
+	}
+	return problems
+}
+
+// egressPortOpen reports whether an egress rule of the policy allows the port to some peer.
+func egressPortOpen(policy *networkingv1.NetworkPolicy, protocol corev1.Protocol, port int32) bool {
+	return slices.ContainsFunc(policy.Spec.Egress, func(rule networkingv1.NetworkPolicyEgressRule) bool {
+		return portsAllow(rule.Ports, protocol, port)
+	})
+}
+
+// portsAllow applies a rule's ports the way NetworkPolicy does: none means every port, a
+// port without a number every port of its protocol (TCP when unset), endPort a range.
+func portsAllow(ports []networkingv1.NetworkPolicyPort, protocol corev1.Protocol, port int32) bool {
+	if len(ports) == 0 {
+		return true
+	}
+	return slices.ContainsFunc(ports, func(p networkingv1.NetworkPolicyPort) bool {
+		proto := corev1.ProtocolTCP
+		if p.Protocol != nil {
+			proto = *p.Protocol
+		}
+		if proto != protocol {
+			return false
+		}
+		if p.Port == nil {
+			return true
+		}
+		if p.EndPort != nil {
+			return p.Port.IntVal <= port && port <= *p.EndPort
+		}
+		return p.Port.IntVal == port
+	})
 }
 
 // catalogData follows --catalog to the volume mount, the volume and the ConfigMap key,
@@ -250,8 +360,10 @@ func checkServiceMonitor(monitor map[string]any, svc *corev1.Service, namespace 
 func catalogData(objs manifests, pod *managerPod) (string, error) {
 	file, ok := pod.flags["--catalog"]
 	if !ok {
-		if len(objs.ofKind("ConfigMap")) > 0 {
-			return "", errors.New("a ConfigMap is rendered but the manager gets no --catalog")
+		for _, cm := range objs.ofKind("ConfigMap") {
+			if !strings.HasSuffix(cm.GetName(), "-dashboard") { // the Grafana dashboard is Grafana's
+				return "", fmt.Errorf("ConfigMap %s is rendered but the manager gets no --catalog", cm.GetName())
+			}
 		}
 		return "", nil
 	}
