@@ -44,21 +44,10 @@ func (r *ClaudeCapacityReconciler) decide(ctx context.Context, s *scope) (ctrl.R
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("computing demand: %w", err)
 	}
-	members, err := r.poolMembers(ctx, s)
+	allocation, capCut, err := r.share(ctx, s, w, demand)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	pool, claims := r.poolClaims(s, members, demand)
-	capCut := r.capCut(s, w, pool)
-	pool.ExternalUsage = s.limiter.externalUsage(r.now())
-	claims[0].Profile = observedProfile(claims[0].Profile, s.limiter)
-	shares, err := capacity.FairShare(pool, claims)
-	if err != nil {
-		return ctrl.Result{}, fmt.Errorf("sharing the pool budget: %w", err)
-	}
-	s.shares = &shares
-	allocation := shares.Members[0] // this workload's claim is always the first
-
 	decision, err := capacity.Decide(capacity.DecisionInput{
 		Now:             r.now(),
 		CurrentReplicas: current,
@@ -73,25 +62,46 @@ func (r *ClaudeCapacityReconciler) decide(ctx context.Context, s *scope) (ctrl.R
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("deciding replicas: %w", err)
 	}
+	recordDecision(cc, demand, decision, allocation)
+	s.decision = &decision
+	r.metrics.observeDecision(cc, demand, decision, allocation)
+	return ctrl.Result{}, nil
+}
 
+// share splits the pool's budget over its members (this workload's fresh demand, the others'
+// from their status) and returns this workload's allocation and whether its cap may cut at
+// once.
+func (r *ClaudeCapacityReconciler) share(ctx context.Context, s *scope, w *workloadMemory, demand capacity.Demand) (capacity.Allocation, capacity.CapCut, error) {
+	members, err := r.poolMembers(ctx, s)
+	if err != nil {
+		return capacity.Allocation{}, capacity.CapCutNone, err
+	}
+	pool, claims := r.poolClaims(s, members, demand)
+	capCut := r.capCut(s, w, pool)
+	pool.ExternalUsage = s.limiter.externalUsage(r.now())
+	claims[0].Profile = observedProfile(claims[0].Profile, s.limiter)
+	shares, err := capacity.FairShare(pool, claims)
+	if err != nil {
+		return capacity.Allocation{}, capacity.CapCutNone, fmt.Errorf("sharing the pool budget: %w", err)
+	}
+	s.shares = &shares
+	return shares.Members[0], capCut, nil // this workload's claim is always the first
+}
+
+// recordDecision writes the decision to status and ScalingLimited.
+func recordDecision(cc *capacityv1alpha1.ClaudeCapacity, demand capacity.Demand, decision capacity.Decision, allocation capacity.Allocation) {
 	cc.Status.DemandReplicas = demand.Replicas
 	cc.Status.CapReplicas = &decision.CapReplicas
 	cc.Status.DesiredReplicas = decision.DesiredReplicas
 	cc.Status.LimitedBy = capacityv1alpha1.LimitReason(decision.LimitedBy)
 	cc.Status.History = historyToStatus(decision.History)
-	cc.Status.Allocation = &capacityv1alpha1.RateStatus{
-		RequestsPerMinute:     allocation.Share[capacity.Requests] + allocation.Headroom[capacity.Requests],
-		InputTokensPerMinute:  allocation.Share[capacity.InputTokens] + allocation.Headroom[capacity.InputTokens],
-		OutputTokensPerMinute: allocation.Share[capacity.OutputTokens] + allocation.Headroom[capacity.OutputTokens],
-	}
+	alloc := rateStatus(limitsOf(allocationLimits(allocation)))
+	cc.Status.Allocation = &alloc
 	if decision.LimitedBy == capacity.LimitedByQueue {
 		setCondition(cc, capacityv1alpha1.ConditionScalingLimited, metav1.ConditionFalse, capacityv1alpha1.ReasonDemandDecides, decision.Message)
 	} else {
 		setCondition(cc, capacityv1alpha1.ConditionScalingLimited, metav1.ConditionTrue, string(decision.LimitedBy), decision.Message)
 	}
-	s.decision = &decision
-	r.metrics.observeDecision(cc, demand, decision, allocation)
-	return ctrl.Result{}, nil
 }
 
 // capCut says whether the cap may cut replicas at once this poll: the API refused this

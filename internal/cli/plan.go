@@ -359,10 +359,21 @@ func readClaudeCapacity(path string, stdin io.Reader) (*capacityv1alpha1.ClaudeC
 // writePlanTable prints a plan for people: sections of aligned label/value lines, numbers
 // with thousands separators, and the reasons in words.
 func writePlanTable(out io.Writer, res capacity.PlanResult) error {
-	in := res.Input
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	p := func(format string, args ...any) { _, _ = fmt.Fprintf(w, format+"\n", args...) }
+	// Each section is its own table: the tab stops of one do not stretch the others.
+	for _, section := range []func(func(string, ...any), capacity.PlanResult){planNeeds, planTiers, planVerdict} {
+		section(p, res)
+		if err := w.Flush(); err != nil {
+			return fmt.Errorf("writing the plan: %w", err)
+		}
+	}
+	return nil
+}
 
+// planNeeds writes the input, what it needs per minute and what it costs.
+func planNeeds(p func(string, ...any), res capacity.PlanResult) {
+	in := res.Input
 	p("Model\t%s (rate-limit pool %s, catalog as of %s)", res.Model, res.Class, res.CatalogAsOf)
 	p("Traffic\t%s requests/min of %s input + %s output tokens", planQty(in.RequestsPerMinute), planQty(in.AvgInputTokens), planQty(in.AvgOutputTokens))
 	if cache := planCacheWords(in); cache != "" {
@@ -398,30 +409,32 @@ func writePlanTable(out io.Writer, res capacity.PlanResult) error {
 	if res.Cost.LongContextPricing {
 		p("  \t(long-context prices: the average input is above the model's long-context threshold)")
 	}
-	if err := w.Flush(); err != nil {
-		return fmt.Errorf("writing the plan: %w", err)
-	}
+}
 
-	if len(res.Tiers) > 0 {
-		p("")
-		p("Tier\tRequests/min\tInput tokens/min\tOutput tokens/min\tFits")
-		for _, fit := range res.Tiers {
-			verdict := "no"
-			if fit.Fits {
-				verdict = "yes"
-			}
-			if fit.Name == res.SmallestTier {
-				verdict += "  <- smallest"
-			}
-			p("%s\t%s\t%s\t%s\t%s", fit.Name, planUsage(fit.Utilization.Requests, fit.Limits.RequestsPerMinute),
-				planUsage(fit.Utilization.InputTokens, fit.Limits.InputTokensPerMinute),
-				planUsage(fit.Utilization.OutputTokens, fit.Limits.OutputTokensPerMinute), verdict)
-		}
-		if err := w.Flush(); err != nil {
-			return fmt.Errorf("writing the plan: %w", err)
-		}
+// planTiers writes how the needs fit each published tier.
+func planTiers(p func(string, ...any), res capacity.PlanResult) {
+	if len(res.Tiers) == 0 {
+		return
 	}
+	p("")
+	p("Tier\tRequests/min\tInput tokens/min\tOutput tokens/min\tFits")
+	for _, fit := range res.Tiers {
+		verdict := "no"
+		if fit.Fits {
+			verdict = "yes"
+		}
+		if fit.Name == res.SmallestTier {
+			verdict += "  <- smallest"
+		}
+		p("%s\t%s\t%s\t%s\t%s", fit.Name, planUsage(fit.Utilization.Requests, fit.Limits.RequestsPerMinute),
+			planUsage(fit.Utilization.InputTokens, fit.Limits.InputTokensPerMinute),
+			planUsage(fit.Utilization.OutputTokens, fit.Limits.OutputTokensPerMinute), verdict)
+	}
+}
 
+// planVerdict writes the smallest tier, the replicas and whether the declared limits fit.
+func planVerdict(p func(string, ...any), res capacity.PlanResult) {
+	in := res.Input
 	p("")
 	smallest := res.SmallestTier
 	if smallest == capacity.TierCustom {
@@ -447,10 +460,6 @@ func writePlanTable(out io.Writer, res capacity.PlanResult) error {
 			planLimitText(d.Limits.RequestsPerMinute), planLimitText(d.Limits.InputTokensPerMinute), planLimitText(d.Limits.OutputTokensPerMinute))
 		p("\t%s", d.Reason)
 	}
-	if err := w.Flush(); err != nil {
-		return fmt.Errorf("writing the plan: %w", err)
-	}
-	return nil
 }
 
 // planCacheWords describes the prompt-cache shares that are set, or nothing without caching.
