@@ -12,6 +12,8 @@ HELM_VERSION ?= v3.22.0
 # kube-apiserver and kubectl come from k8s.io/kubernetes at this version (hack/envtest-bins/kube/go.mod);
 # etcd from the version in hack/envtest-bins/etcd/go.mod.
 ENVTEST_K8S_VERSION ?= 1.37.2
+# KWOK (fake Nodes and Pod lifecycles) for internal/localcluster; hack/envtest-bins/kwok/go.mod pins the same.
+KWOK_VERSION ?= v0.8.0
 
 SHELL = /usr/bin/env bash -o pipefail
 .SHELLFLAGS = -ec
@@ -67,7 +69,7 @@ lint-fix: golangci-lint ## Run golangci-lint and apply its fixes.
 	$(GOLANGCI_LINT) run --fix ./...
 
 .PHONY: test
-test: manifests generate fmt vet envtest redis helm ## Run all tests: unit, envtest (real kube-apiserver + etcd), Redis-backed, Helm chart.
+test: manifests generate fmt vet envtest cluster-bins redis helm ## Run all tests: unit, envtest (real kube-apiserver + etcd), a local cluster with pods (KWOK), Redis-backed, Helm chart.
 	go test $(GO_TEST_FLAGS) ./... -coverprofile cover.out
 
 .PHONY: bench
@@ -192,6 +194,10 @@ helm-lint: manifests helm envtest ## Lint the Helm chart and test that it render
 .PHONY: envtest
 envtest: ## Build kube-apiserver, etcd and kubectl for envtest into bin/k8s/ (once; cached).
 	ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/setup-envtest.sh "$(ENVTEST_ASSETS)"
+
+.PHONY: cluster-bins
+cluster-bins: envtest ## Also build kube-controller-manager, kube-scheduler and KWOK's kwok into bin/k8s/ (once; cached) for internal/localcluster.
+	ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) KWOK_VERSION=$(KWOK_VERSION) hack/setup-envtest.sh "$(ENVTEST_ASSETS)" cluster
 
 .PHONY: redis
 redis: ## Make sure redis-server is installed (Debian's package when root).

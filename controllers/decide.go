@@ -71,7 +71,8 @@ func (r *ClaudeCapacityReconciler) decide(ctx context.Context, s *scope) (ctrl.R
 // share splits the pool's budget over its members (this workload's fresh demand, the others'
 // from their status) and returns this workload's allocation and whether its cap may cut at
 // once.
-func (r *ClaudeCapacityReconciler) share(ctx context.Context, s *scope, w *workloadMemory, demand capacity.Demand) (capacity.Allocation, capacity.CapCut, error) {
+func (r *ClaudeCapacityReconciler) share(ctx context.Context, s *scope, w *workloadMemory,
+	demand capacity.Demand) (capacity.Allocation, capacity.CapCut, error) {
 	members, err := r.poolMembers(ctx, s)
 	if err != nil {
 		return capacity.Allocation{}, capacity.CapCutNone, err
