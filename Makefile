@@ -115,11 +115,11 @@ verify: manifests generate fmt ## Regenerate code and manifests, fail if the tre
 	fi
 
 .PHONY: dev
-dev: build envtest redis ## Run everything locally: control plane from the envtest binaries, CRDs, operator, samples.
+dev: build envtest cluster-bins redis ## Run everything locally: control plane from the envtest binaries, CRDs, operator, samples.
 	go run ./hack/devcluster
 
 .PHONY: dev-smoke
-dev-smoke: envtest redis ## Like dev, but exit once the samples are applied and their status printed (CI).
+dev-smoke: envtest cluster-bins redis ## Like dev, but exit once the samples are applied and their status printed (CI).
 	go run ./hack/devcluster -smoke
 
 ##@ Build

@@ -1,7 +1,10 @@
 // Command devcluster is `make dev`: a whole claudecap control loop on one machine
-// with no cluster. It starts kube-apiserver and etcd from the envtest binaries on
-// loopback, writes a kubeconfig under bin/dev/, installs the CRDs, runs the
-// operator in-process, applies the samples, prints `kubectl get ccap`, and shuts
+// with no cluster. It starts a local cluster on loopback (internal/localcluster: etcd,
+// kube-apiserver, kube-controller-manager, kube-scheduler, and KWOK's fake nodes, whose
+// Pods become Ready 5 s after they are created and stay Terminating for their grace
+// period), writes its kubeconfig and logs under bin/dev/, installs the CRDs, runs the
+// operator in-process, applies the samples, plays the summarizer's Pods' workers
+// (internal/standin, following the real Pods), prints `kubectl get ccap`, and shuts
 // everything down on Ctrl-C.
 package main
 
@@ -25,13 +28,13 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
 	"github.com/claudecap/claudecap/controllers"
 	"github.com/claudecap/claudecap/internal/kubeenv"
+	"github.com/claudecap/claudecap/internal/localcluster"
 )
 
 func main() {
@@ -62,7 +65,7 @@ func run(ctx context.Context, smoke, traffic bool) error {
 	defer func() { _ = logFile.Close() }()
 	ctrl.SetLogger(zap.New(zap.WriteTo(logFile)))
 
-	stopRedis, err := startRedis(ctx, devDir)
+	stopRedis, err := startRedis(devDir)
 	if err != nil {
 		return err
 	}
@@ -75,34 +78,17 @@ func run(ctx context.Context, smoke, traffic bool) error {
 		return fmt.Errorf("creating the sample stream's consumer group: %w", err)
 	}
 
-	env, err := kubeenv.NewEnvironment()
+	cluster, err := startCluster(ctx, devDir)
 	if err != nil {
 		return err
-	}
-	fmt.Println("dev: starting kube-apiserver and etcd on loopback ...")
-	cfg, err := env.Start()
-	if err != nil {
-		return fmt.Errorf("starting the local control plane: %w", err)
 	}
 	defer func() {
-		fmt.Println("dev: stopping the control plane")
-		if err := env.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "dev: stopping the control plane:", err)
+		fmt.Println("dev: stopping the local cluster")
+		if err := cluster.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "dev: stopping the local cluster:", err)
 		}
 	}()
-
-	user, err := env.AddUser(envtest.User{Name: "dev-admin", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		return fmt.Errorf("creating the dev user: %w", err)
-	}
-	kubeconfig, err := user.KubeConfig()
-	if err != nil {
-		return err
-	}
-	kubeconfigPath := filepath.Join(devDir, "kubeconfig")
-	if err := os.WriteFile(kubeconfigPath, kubeconfig, 0o600); err != nil {
-		return err
-	}
+	cfg, kubeconfigPath := cluster.Config, cluster.KubeconfigPath
 
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
@@ -153,22 +139,26 @@ func run(ctx context.Context, smoke, traffic bool) error {
 		}
 		defer demo.close()
 		trafficNote = fmt.Sprintf("Mock Messages API: %s\n"+
-			"summarizer-workers' pods are played in process: one per replica, Ready %s after it is created, each with\n"+
-			"its own sidecar proxy; a Ready pod's worker takes jobs from the list and calls the API through it.\n"+
-			"`%s get deploy summarizer-workers -w` shows them become ready; their lifecycle is in the operator log.",
-			demo.mockURL, demoStartDelay, kubectl)
+			"The Pods are real (`%s get pods -o wide -w`): the controller-manager creates them, the scheduler\n"+
+			"places them on KWOK's fake nodes, and they are Ready %s after they are created. No container runs:\n"+
+			"for each Ready summarizer-workers Pod this process runs its worker and its own sidecar proxy; the\n"+
+			"worker takes jobs from the list and calls the API through the proxy. A deleted Pod's worker finishes\n"+
+			"its job within the grace period, then stops (the Pod stays Terminating until the period ends).\n"+
+			"Their lifecycle is in the operator log.",
+			demo.mockURL, kubectl, demoStartDelay)
 	}
-	for _, what := range [][]string{{"get", "corg", "-o", "wide"}, {"get", "ccap", "-n", "default", "-o", "wide"}} {
+	for _, what := range [][]string{{kubectlGet, "corg", "-o", "wide"}, {kubectlGet, "ccap", "-n", "default", "-o", "wide"}} {
 		fmt.Println()
 		if err := kc(what...).Run(); err != nil {
 			return err
 		}
 	}
 	fmt.Printf(`
-The local control plane is up. In another shell:
+The local cluster is up. In another shell:
 
   export KUBECONFIG=%s
-  %s get ccap -o wide -w         # replicas, desired, queue, what limits scaling
+  %s get ccap -o wide -w         # replicas, running, desired, queue, what limits scaling
+  %s get pods -o wide -w         # the workers' Pods on the fake nodes
   %s describe ccap summarizer    # conditions and events
   %s get corg acme-prod -o yaml  # the organization: limits, members, allocations
   redis-cli -p 6379 RPUSH jobs $(seq 600)   # a backlog: watch summarizer-workers scale up
@@ -176,8 +166,9 @@ The local control plane is up. In another shell:
 
 %s
 Operator logs: %s  Metrics: http://127.0.0.1:8480/metrics
+Cluster logs (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok): %s/*.log
 Press Ctrl-C to stop everything.
-`, kubeconfigPath, kubectl, kubectl, kubectl, trafficNote, logFile.Name())
+`, kubeconfigPath, kubectl, kubectl, kubectl, kubectl, trafficNote, logFile.Name(), cluster.Dir)
 
 	if smoke {
 		return smokeScaling(ctx, rdb, kc, traffic)
@@ -193,6 +184,30 @@ Press Ctrl-C to stop everything.
 		return nil
 	}
 }
+
+// startCluster starts the local cluster with its kubeconfig and logs in dir.
+func startCluster(ctx context.Context, dir string) (*localcluster.Cluster, error) {
+	if _, err := localcluster.BinDir(); err != nil {
+		return nil, fmt.Errorf("the local cluster's binaries are not built: %w", err)
+	}
+	fmt.Printf("dev: starting a local cluster on loopback (etcd, kube-apiserver, kube-controller-manager,\n"+
+		"     kube-scheduler, kwok with %d fake nodes) ...\n", devNodes)
+	startCtx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	cluster, err := localcluster.Start(startCtx, localcluster.Options{
+		Dir:              dir,
+		Nodes:            devNodes,
+		PodStartDelay:    demoStartDelay,
+		HonorGracePeriod: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("starting the local cluster: %w", err)
+	}
+	return cluster, nil
+}
+
+// devNodes is how many fake Nodes the local cluster has (200 Pods each).
+const devNodes = 3
 
 // applySamples does the administrators' part (the operator's namespace, and the label by
 // which the sample organization, acme-prod, lets the default namespace draw on its budget),
@@ -222,8 +237,9 @@ const operatorNamespace = "claudecap-system"
 const redisAddr = "127.0.0.1:6379"
 
 // startRedis uses a Redis already listening on redisAddr, or starts one for the session
-// and returns how to stop it.
-func startRedis(ctx context.Context, dir string) (func(), error) {
+// and returns how to stop it. The server is in its own process group, so Ctrl-C does not
+// reach it before the workers have acknowledged their last jobs; it dies with this process.
+func startRedis(dir string) (func(), error) {
 	if conn, err := net.DialTimeout("tcp", redisAddr, 300*time.Millisecond); err == nil {
 		_ = conn.Close()
 		fmt.Println("dev: using the Redis already listening on " + redisAddr)
@@ -233,7 +249,8 @@ func startRedis(ctx context.Context, dir string) (func(), error) {
 	if err != nil {
 		return nil, errors.New("redis-server is not installed: run `make redis` (or apt-get install redis-server)")
 	}
-	cmd := exec.CommandContext(ctx, bin, "--bind", "127.0.0.1", "--port", "6379", "--save", "", "--appendonly", "no", "--dir", dir)
+	cmd := exec.Command(bin, "--bind", "127.0.0.1", "--port", "6379", "--save", "", "--appendonly", "no", "--dir", dir)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting redis-server: %w", err)
 	}
@@ -253,7 +270,9 @@ func startRedis(ctx context.Context, dir string) (func(), error) {
 }
 
 // smokeScaling pushes a backlog into the summarizer sample's queue and waits until its
-// Deployment has scaled up, proving the loop end to end, then prints the status again.
+// Deployment has scaled up and its 10 Pods are Ready, and (with traffic) until the
+// operator sees their workers' usage and Ready Pods, proving the loop end to end, then
+// prints the status again.
 func smokeScaling(ctx context.Context, rdb *redis.Client, kc func(args ...string) *exec.Cmd, traffic bool) error {
 	jobs := make([]any, 600)
 	for i := range jobs {
@@ -265,9 +284,15 @@ func smokeScaling(ctx context.Context, rdb *redis.Client, kc func(args ...string
 	fmt.Println("\ndev: pushed 600 jobs into the summarizer's queue; waiting for it to scale up")
 	if err := kc("wait", "-n", "default", "--for=jsonpath={.spec.replicas}=10", "--timeout=90s",
 		"deployment/summarizer-workers").Run(); err != nil {
-		_ = kc("get", "ccap", "-n", "default", "-o", "wide").Run()
+		_ = kc(kubectlGet, "ccap", "-n", "default", "-o", "wide").Run()
 		_ = kc("describe", "ccap", "-n", "default", "summarizer").Run()
 		return fmt.Errorf("the summarizer did not scale to its demand: %w", err)
+	}
+	fmt.Println("dev: waiting for its 10 Pods to be Ready")
+	if err := kc("wait", "-n", "default", "--for=jsonpath={.status.readyReplicas}=10", "--timeout=60s",
+		"deployment/summarizer-workers").Run(); err != nil {
+		_ = kc(kubectlGet, "pods", "-n", "default", "-o", "wide").Run()
+		return fmt.Errorf("the summarizer's Pods did not become Ready: %w", err)
 	}
 	if traffic {
 		fmt.Println("dev: waiting for the operator to see the workers' usage through the limiter")
@@ -275,15 +300,27 @@ func smokeScaling(ctx context.Context, rdb *redis.Client, kc func(args ...string
 			return err
 		}
 	}
-	return kc("get", "ccap", "-n", "default", "-o", "wide").Run()
+	if err := kc("wait", "-n", "default", "--for=jsonpath={.status.readyReplicas}=10", "--timeout=60s",
+		"claudecapacity/summarizer").Run(); err != nil {
+		return fmt.Errorf("the operator did not report the 10 Ready Pods: %w", err)
+	}
+	fmt.Println()
+	if err := kc(kubectlGet, "deploy", "-n", "default").Run(); err != nil {
+		return err
+	}
+	fmt.Println()
+	return kc(kubectlGet, "ccap", "-n", "default", "-o", "wide").Run()
 }
+
+// kubectlGet is kubectl's read verb, used by every status print.
+const kubectlGet = "get"
 
 // waitObservedUsage waits until the summarizer's status shows output tokens used by its
 // workers, as the limiters recorded them.
 func waitObservedUsage(ctx context.Context, kc func(args ...string) *exec.Cmd) error {
 	deadline := time.Now().Add(90 * time.Second)
 	for time.Now().Before(deadline) {
-		cmd := kc("get", "ccap", "-n", "default", "summarizer", "-o", "jsonpath={.status.observed.outputTokensPerMinute}")
+		cmd := kc(kubectlGet, "ccap", "-n", "default", "summarizer", "-o", "jsonpath={.status.observed.outputTokensPerMinute}")
 		cmd.Stdout = nil
 		out, err := cmd.Output()
 		if err == nil && len(out) > 0 && string(out) != "0" {
@@ -295,7 +332,14 @@ func waitObservedUsage(ctx context.Context, kc func(args ...string) *exec.Cmd) e
 		case <-time.After(2 * time.Second):
 		}
 	}
-	return errors.New("the operator did not report the workers' usage within 90 s")
+	// Say why: the summarizer's and the organization's conditions and observations.
+	for _, what := range [][]string{
+		{kubectlGet, "ccap", "-n", "default", "summarizer", "-o", "jsonpath={.status.conditions}{\"\\n\"}{.status.observed}{\"\\n\"}"},
+		{kubectlGet, "corg", "acme-prod", "-o", "jsonpath={.status.conditions}{\"\\n\"}{.status.classes}{\"\\n\"}"},
+	} {
+		_ = kc(what...).Run()
+	}
+	return errors.New("the operator did not report the workers' usage within 90 s (their status is above)")
 }
 
 // kubectlPath prefers the kubectl built next to the envtest binaries, whose version

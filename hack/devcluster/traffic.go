@@ -23,22 +23,25 @@ const (
 	demoWorkload     = demoNamespace + "/summarizer"
 	demoOrganization = "acme-prod"
 	demoModel        = "claude-sonnet-4-5"
-	// demoStartDelay is how long a summarizer pod takes to become Ready.
+	// demoStartDelay is how long a Pod takes to become Ready on the local cluster.
 	demoStartDelay = 5 * time.Second
 	// demoMaxPods is the sample's replicas.max; every pod holds a Redis connection.
 	demoMaxPods = 50
 )
 
 // demoTraffic stands in for what a cluster would run for the summarizer sample, since the
-// local control plane has no kubelet: the Messages API (the mock, with tier-2 limits and a
-// latency of about 2 s per request, so one worker does about the declared 30 per minute),
-// and the pods of the summarizer Deployment, played by internal/standin. There is one pod
-// per replica; it is Ready 5 s after it is created, and has its own sidecar proxy (in this
-// process) that draws from the organization's shared limiter under the pod's name. Each
-// Ready pod's worker moves a job from the list to the processing list (the reliable queue
-// pattern the sample declares), calls the API through its proxy with the official SDK, and
-// acknowledges the job. The operator then sees the ready replicas in the Deployment's
-// status, real per-pod usage, 429s and upstream headroom.
+// local cluster's fake nodes run no containers: the Messages API (the mock, with tier-2
+// limits and a latency of about 2 s per request, so one worker does about the declared 30
+// per minute), and the containers of the summarizer Deployment's real Pods, played by
+// internal/standin following those Pods. Each Pod gets its own sidecar proxy (in this
+// process) when it appears, which draws from the organization's shared limiter under the
+// Pod's name; once the Pod is Ready (5 s after it is created), its worker moves a job from
+// the list to the processing list (the reliable queue pattern the sample declares), calls
+// the API through its proxy with the official SDK, and acknowledges the job. When the Pod
+// is deleted, its worker takes no new job and finishes the one in hand within the Pod's
+// grace period (or requeues it when the period runs out). The controller-manager keeps
+// the Deployment's status; the operator sees its Ready Pods there, and real per-pod usage,
+// 429s and upstream headroom.
 type demoTraffic struct {
 	mockURL string
 	server  *http.Server
@@ -46,8 +49,8 @@ type demoTraffic struct {
 	fleet   *standin.Fleet
 }
 
-// startDemoTraffic starts the mock and the summarizer's pods; log receives the pods'
-// lifecycle as JSON lines.
+// startDemoTraffic starts the mock and the workers of the summarizer's Pods; log receives
+// their lifecycle as JSON lines.
 func startDemoTraffic(ctx context.Context, kube client.Client, rdb *redis.Client, log io.Writer) (*demoTraffic, error) {
 	mock, err := mockapi.New(mockapi.Config{
 		Tier: "tier-2",
@@ -65,7 +68,7 @@ func startDemoTraffic(ctx context.Context, kube client.Client, rdb *redis.Client
 	if d.mockURL, err = d.serve(mock); err != nil {
 		return nil, err
 	}
-	// The pods' own client: each Ready pod keeps a connection blocked in BLMOVE.
+	// The workers' own client: each Ready Pod's worker keeps a connection blocked in BLMOVE.
 	opts := *rdb.Options()
 	opts.PoolSize = demoMaxPods + 20
 	d.rdb = redis.NewClient(&opts)
@@ -75,7 +78,7 @@ func startDemoTraffic(ctx context.Context, kube client.Client, rdb *redis.Client
 		Deployment: demoDeployment,
 		Redis:      d.rdb,
 		Sidecar:    standin.InProcessProxy(d.rdb, d.mockURL, demoOrganization, demoWorkload, 5*time.Second),
-		StartDelay: demoStartDelay,
+		FollowPods: true,
 		// The sample declares 1,200-token prompts with 60% cache hits; these calls use no
 		// cache, so they send the uncached 40%.
 		Request: standin.Request{Model: demoModel, MaxTokens: 300, InputTokens: 480},
@@ -84,7 +87,7 @@ func startDemoTraffic(ctx context.Context, kube client.Client, rdb *redis.Client
 	})
 	if err != nil {
 		d.close()
-		return nil, fmt.Errorf("starting the summarizer's pods: %w", err)
+		return nil, fmt.Errorf("starting the workers of the summarizer's Pods: %w", err)
 	}
 	return d, nil
 }
@@ -100,10 +103,15 @@ func (d *demoTraffic) serve(h http.Handler) (string, error) {
 	return "http://" + ln.Addr().String(), nil
 }
 
-// close stops the pods (each finishes its call), then the mock.
+// close stops the workers (each finishes its call), then the mock, and prints what the
+// workers did. The Pods stay.
 func (d *demoTraffic) close() {
 	if d.fleet != nil {
 		d.fleet.Stop()
+		st := d.fleet.Stats()
+		fmt.Printf("dev: the summarizer's workers completed %d jobs (calls: %d ok, %d rate-limited, %d failed; "+
+			"jobs requeued: %d, handed back: %d; queue errors: %d)\n",
+			st.JobsCompleted, st.CallsOK, st.CallsRateLimited, st.CallsFailed, st.JobsRequeued, st.JobsHandedBack, st.QueueErrors)
 	}
 	if d.rdb != nil {
 		_ = d.rdb.Close()

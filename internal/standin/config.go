@@ -44,7 +44,8 @@ type SidecarFunc func(ctx context.Context, pod string) (baseURL string, stop fun
 
 // Config configures a Fleet. Zero durations and empty strings take their defaults.
 type Config struct {
-	// Client reads the Deployment and writes its status. Required.
+	// Client reads the Deployment and writes its status (with FollowPods: reads the
+	// Deployment and lists its Pods). Required.
 	Client client.Client
 	// Namespace of the Deployment. Required.
 	Namespace string
@@ -56,13 +57,22 @@ type Config struct {
 	Redis redis.UniversalClient
 	// Sidecar starts each pod's sidecar when the pod is created. Required.
 	Sidecar SidecarFunc
+	// FollowPods plays the Deployment's real Pods instead of simulating them, for a
+	// cluster whose controller-manager makes them (internal/localcluster, with KWOK's
+	// fake nodes, where no container runs): every Pod the Deployment's selector matches
+	// gets a pod with its own sidecar when first seen, its worker starts when the Pod is
+	// Ready, and it is terminated when the Pod gets a deletionTimestamp, with the Pod's
+	// own grace period (it ends at the deletionTimestamp). The fleet never writes the
+	// Deployment's status then; StartDelay and GracePeriod do not apply.
+	FollowPods bool
 	// StartDelay is how long a pod is Starting before it is Ready (default
 	// DefaultStartDelay; negative: Ready as soon as its sidecar is up).
 	StartDelay time.Duration
 	// GracePeriod is how long a Terminating pod may take to finish its job before the
 	// job is cancelled and requeued (default DefaultGracePeriod; negative: at once).
 	GracePeriod time.Duration
-	// PollInterval is how often the Deployment is read (default DefaultPollInterval).
+	// PollInterval is how often the Deployment (with FollowPods, also its Pods) is read
+	// (default DefaultPollInterval).
 	PollInterval time.Duration
 	// FailureBackoff is a worker's pause after a failed call (default DefaultFailureBackoff).
 	FailureBackoff time.Duration

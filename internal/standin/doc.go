@@ -1,8 +1,10 @@
-// Package standin plays the pods of one Deployment on a control plane that has no
-// kube-controller-manager and no kubelet (envtest's kube-apiserver and etcd, as `make dev`
-// and the closed-loop scenario lab use), so the operator sees what a cluster would show it.
+// Package standin plays the pods of one Deployment in process: on a control plane that has
+// no kube-controller-manager and no kubelet (envtest's kube-apiserver and etcd, as the
+// closed-loop scenario lab uses) it simulates them, so the operator sees what a cluster
+// would show it; on a local cluster whose Pods run no containers (internal/localcluster, as
+// `make dev` uses) it runs the workers of the real Pods (Config.FollowPods, below).
 //
-// A [Fleet] follows the Deployment's spec.replicas. It creates pods with increasing names
+// By default a [Fleet] follows the Deployment's spec.replicas. It creates pods with increasing names
 // (<deployment>-1, <deployment>-2, ...); each pod starts its own sidecar (normally a
 // claudecap proxy, see [InProcessProxy]) at once and is Starting for Config.StartDelay, then
 // Ready, and only a Ready pod's worker takes jobs. On scale-in the newest pods stop first,
@@ -14,6 +16,14 @@
 // The fleet writes the Deployment's status through the status subresource as the workload
 // controller would: replicas (pods not terminating), readyReplicas and availableReplicas
 // (Ready pods), so the operator can tell the workers it asked for from the workers that run.
+//
+// With Config.FollowPods the fleet plays real Pods instead, on a cluster with a
+// kube-controller-manager but no kubelet that runs containers (internal/localcluster, whose
+// KWOK nodes only move Pods through their states): it lists the Pods the Deployment's
+// selector matches, starts a pod (sidecar, then worker) for each, lets its worker take jobs
+// once the Pod is Ready, and terminates it as above when the Pod gets a deletionTimestamp,
+// the job in hand being cancelled and requeued at the deletionTimestamp, when the Pod's
+// grace period ends. The controller-manager keeps the Deployment's status then.
 //
 // Each worker uses the reliable queue patterns the ClaudeCapacity queue signals assume: a
 // Redis list with a processing list (BLMOVE, then LREM to acknowledge) or a stream with a

@@ -10,6 +10,8 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -29,6 +31,12 @@ type Fleet struct {
 	mu   sync.Mutex
 	pods []*pod // in creation order, exited ones until the next poll forgets them
 	seq  int    // the last pod's number
+
+	// With Config.FollowPods: the pod playing each real Pod seen (by UID; nil for a Pod
+	// first seen terminating or finished), until the Pod is gone from the API server.
+	followed map[types.UID]*pod
+	// selector is the Deployment's, once read (Config.FollowPods; the poll loop's own).
+	selector labels.Selector
 
 	lastErr string // the last Kubernetes error logged, so an outage logs once
 	stop    context.CancelFunc
@@ -55,6 +63,7 @@ func Start(ctx context.Context, cfg Config) (*Fleet, error) {
 		cfg: cfg, key: key, queue: q, filler: fillerFor(cfg.Request.InputTokens),
 		stats: newCounters(), log: cfg.Logger.With("deployment", key.String()),
 		base: context.WithoutCancel(ctx), done: make(chan struct{}),
+		followed: map[types.UID]*pod{},
 	}
 	var loop context.Context
 	loop, f.stop = context.WithCancel(ctx)
@@ -63,7 +72,8 @@ func Start(ctx context.Context, cfg Config) (*Fleet, error) {
 }
 
 // Stop terminates every pod, waits until each has finished its job (or its grace period
-// ran out) and its sidecar stopped. The Deployment's status stays as last written.
+// ran out) and its sidecar stopped. The Deployment's status stays as last written; with
+// Config.FollowPods the real Pods stay as they are, only no worker plays them any more.
 func (f *Fleet) Stop() {
 	f.stop()
 	<-f.done
@@ -102,7 +112,8 @@ func (f *Fleet) Pods() []PodInfo {
 	return out
 }
 
-// follow polls the Deployment until ctx ends, then stops the pods.
+// follow polls the Deployment (and with Config.FollowPods its Pods) until ctx ends, then
+// stops the pods.
 func (f *Fleet) follow(ctx context.Context) {
 	defer close(f.done)
 	defer f.stopPods()
@@ -118,9 +129,14 @@ func (f *Fleet) follow(ctx context.Context) {
 	}
 }
 
-// sync is one poll: match the pods to spec.replicas and report them in status.
+// sync is one poll: match the pods to spec.replicas and report them in status, or with
+// Config.FollowPods match them to the real Pods.
 func (f *Fleet) sync(ctx context.Context) {
 	f.forgetExited()
+	if f.cfg.FollowPods {
+		f.syncFollowed(ctx)
+		return
+	}
 	dep := &appsv1.Deployment{}
 	err := f.cfg.Client.Get(ctx, f.key, dep)
 	switch {
@@ -163,8 +179,8 @@ func (f *Fleet) scaleTo(want int) {
 		f.createPodLocked()
 	}
 	for _, p := range scaleInVictims(live, len(live)-want) {
-		if p.terminate(f.cfg.GracePeriod) {
-			f.log.Info("pod terminating", "pod", p.name, "gracePeriod", f.cfg.GracePeriod)
+		if p.terminate(p.gracePeriod) {
+			f.log.Info("pod terminating", "pod", p.name, "gracePeriod", p.gracePeriod)
 		}
 	}
 }
@@ -172,6 +188,7 @@ func (f *Fleet) scaleTo(want int) {
 func (f *Fleet) createPodLocked() {
 	f.seq++
 	p := newPod(f.base, fmt.Sprintf("%s-%d", f.cfg.Deployment, f.seq), f.seq)
+	p.gracePeriod = f.cfg.GracePeriod
 	f.pods = append(f.pods, p)
 	f.log.Info("pod created", "pod", p.name)
 	go f.runPod(p)
@@ -189,8 +206,8 @@ func (f *Fleet) stopPods() {
 	pods := slices.Clone(f.pods)
 	f.mu.Unlock()
 	for _, p := range pods {
-		if p.terminate(f.cfg.GracePeriod) {
-			f.log.Info("pod terminating", "pod", p.name, "gracePeriod", f.cfg.GracePeriod)
+		if p.terminate(p.gracePeriod) {
+			f.log.Info("pod terminating", "pod", p.name, "gracePeriod", p.gracePeriod)
 		}
 	}
 	for _, p := range pods {

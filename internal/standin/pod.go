@@ -14,7 +14,8 @@ type Phase string
 
 // A pod's phases. An exited pod is gone from the fleet.
 const (
-	// PhaseStarting: created, its sidecar starting, not yet Ready; takes no jobs.
+	// PhaseStarting: created, its sidecar starting, not yet Ready; takes no jobs. With
+	// Config.FollowPods, until the Pod's Ready condition is True and its sidecar is up.
 	PhaseStarting Phase = "Starting"
 	// PhaseReady: its worker takes jobs.
 	PhaseReady Phase = "Ready"
@@ -24,11 +25,11 @@ const (
 
 // PodInfo describes one pod of the fleet.
 type PodInfo struct {
-	// Name is <deployment>-<n>.
+	// Name is <deployment>-<n>, or with Config.FollowPods the Pod's name.
 	Name string
 	// Phase is the pod's phase now.
 	Phase Phase
-	// Created is when the fleet created the pod.
+	// Created is when the fleet created the pod (with Config.FollowPods, first saw the Pod).
 	Created time.Time
 	// ReadyAt is when the pod became Ready (zero if it never did).
 	ReadyAt time.Time
@@ -42,11 +43,19 @@ type pod struct {
 	name    string
 	seq     int
 	created time.Time
+	// gracePeriod is how long the pod may take to stop when the fleet stops.
+	gracePeriod time.Duration
 
-	mu      sync.Mutex
-	phase   Phase
-	readyAt time.Time
-	grace   *time.Timer
+	mu       sync.Mutex
+	phase    Phase
+	readyAt  time.Time
+	grace    *time.Timer
+	deadline time.Time // when grace runs out, once Terminating
+
+	// kubeReady, with Config.FollowPods, is closed when the Pod it plays is first seen
+	// Ready: its worker may start. Nil for simulated pods, whose start delay decides.
+	kubeReady     chan struct{}
+	kubeReadyOnce sync.Once
 
 	// stopping is closed when the pod starts Terminating: take no new job.
 	stopping chan struct{}
@@ -65,6 +74,21 @@ func newPod(base context.Context, name string, seq int) *pod {
 		name: name, seq: seq, created: time.Now(), phase: PhaseStarting,
 		stopping: make(chan struct{}), work: work, kill: kill, done: make(chan struct{}),
 	}
+}
+
+// newFollowedPod is a pod that plays a real Pod: it becomes Ready when markKubeReady is
+// called, and takes gracePeriod (the Pod's terminationGracePeriodSeconds) to stop when the
+// fleet stops.
+func newFollowedPod(base context.Context, name string, seq int, gracePeriod time.Duration) *pod {
+	p := newPod(base, name, seq)
+	p.gracePeriod = gracePeriod
+	p.kubeReady = make(chan struct{})
+	return p
+}
+
+// markKubeReady records that the real Pod is Ready; only the first call counts.
+func (p *pod) markKubeReady() {
+	p.kubeReadyOnce.Do(func() { close(p.kubeReady) })
 }
 
 func (p *pod) info() PodInfo {
@@ -93,14 +117,26 @@ func (p *pod) becomeReady() bool {
 // terminate starts the pod's termination; the grace timer then bounds it. It reports
 // whether this call started it.
 func (p *pod) terminate(grace time.Duration) bool {
+	return p.terminateBy(time.Now().Add(grace))
+}
+
+// terminateBy starts the pod's termination (SIGTERM): it takes no new job, and its job in
+// hand is abandoned and requeued at deadline (SIGKILL). On a pod already Terminating it
+// only brings the deadline forward, as a second deletion with a shorter grace period does.
+// It reports whether this call started the termination.
+func (p *pod) terminateBy(deadline time.Time) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.phase == PhaseTerminating {
+		if deadline.Before(p.deadline) && p.grace.Stop() {
+			p.deadline = deadline
+			p.grace = time.AfterFunc(time.Until(deadline), p.kill)
+		}
 		return false
 	}
-	p.phase = PhaseTerminating
+	p.phase, p.deadline = PhaseTerminating, deadline
 	close(p.stopping)
-	p.grace = time.AfterFunc(grace, p.kill)
+	p.grace = time.AfterFunc(time.Until(deadline), p.kill)
 	return true
 }
 

@@ -27,8 +27,8 @@ var errStreamTruncated = errors.New("stream ended before message_stop")
 // else acknowledged or moved it.
 var errNotInCustody = errors.New("the job is no longer in this worker's custody")
 
-// runPod is a pod's whole life: sidecar, start delay, worker, exit. Only a terminated pod
-// exits; every wait here ends early when the pod is told to stop.
+// runPod is a pod's whole life: sidecar, start delay (or the real Pod's readiness), worker,
+// exit. Only a terminated pod exits; every wait here ends early when the pod is told to stop.
 func (f *Fleet) runPod(p *pod) {
 	defer close(p.done)
 	defer f.log.Info("pod exited", "pod", p.name)
@@ -40,11 +40,26 @@ func (f *Fleet) runPod(p *pod) {
 		return
 	}
 	defer stopSidecar()
-	if !p.pause(time.Until(p.created.Add(f.cfg.StartDelay))) || !p.becomeReady() {
+	if !f.waitStarted(p) || !p.becomeReady() {
 		return
 	}
 	f.log.Info("pod ready", "pod", p.name)
 	f.work(p, baseURL)
+}
+
+// waitStarted waits until the pod's containers are up: for Config.StartDelay after the pod
+// was created, or with Config.FollowPods until the real Pod is Ready. It reports false when
+// the pod was told to stop first.
+func (f *Fleet) waitStarted(p *pod) bool {
+	if p.kubeReady == nil {
+		return p.pause(time.Until(p.created.Add(f.cfg.StartDelay)))
+	}
+	select {
+	case <-p.kubeReady:
+		return !p.isStopping()
+	case <-p.stopping:
+		return false
+	}
 }
 
 // startSidecar starts the pod's sidecar, retrying until it starts or the pod stops.
