@@ -89,6 +89,11 @@ func (r *ClaudeCapacityReconciler) readLimiter(ctx context.Context, s *scope) (c
 	w := r.memory.get(client.ObjectKeyFromObject(cc))
 	s.limiter = w.limiter
 	if w.limiter != nil && r.now().Sub(w.limiter.readAt) < limiterSyncInterval {
+		// Every poll reports the last view, not only the polls that read it: the status
+		// written on a poll between reads would otherwise carry the observations the
+		// object was read with, and a fleet whose decisions change every few polls would
+		// never show its usage (status.observed stayed at zero in make dev-smoke).
+		r.reportLimiterView(cc, w.limiter)
 		return ctrl.Result{}, nil
 	}
 	view, err := r.readLimiterState(ctx, s, w, conn, secretNamespace)
@@ -103,7 +108,12 @@ func (r *ClaudeCapacityReconciler) readLimiter(ctx context.Context, s *scope) (c
 	}
 	w.lastLimiterError = ""
 	w.limiter, s.limiter = view, view
+	r.reportLimiterView(cc, view)
+	return ctrl.Result{}, nil
+}
 
+// reportLimiterView writes what the limiters observed to status.observed and RateLimited.
+func (r *ClaudeCapacityReconciler) reportLimiterView(cc *capacityv1alpha1.ClaudeCapacity, view *limiterView) {
 	perMinute := func(n int64) int64 { return n * int64(time.Minute) / int64(max(view.usage.Window, time.Second)) }
 	observed := &capacityv1alpha1.ObservedStatus{
 		RateStatus: capacityv1alpha1.RateStatus{
@@ -123,7 +133,6 @@ func (r *ClaudeCapacityReconciler) readLimiter(ctx context.Context, s *scope) (c
 		setCondition(cc, capacityv1alpha1.ConditionRateLimited, metav1.ConditionFalse, capacityv1alpha1.ReasonNoRateLimits,
 			fmt.Sprintf("no 429s from the API in the last %s", view.usage.Window))
 	}
-	return ctrl.Result{}, nil
 }
 
 func (r *ClaudeCapacityReconciler) readLimiterState(ctx context.Context, s *scope, w *workloadMemory,

@@ -9,9 +9,11 @@ import (
 
 	. "github.com/onsi/gomega"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
 	"github.com/claudecap/claudecap/internal/testutil/redistest"
+	"github.com/claudecap/claudecap/pkg/capacity"
 	"github.com/claudecap/claudecap/pkg/ratelimit"
 )
 
@@ -120,4 +122,29 @@ func TestLimitsDriftAndFromUpstream(t *testing.T) {
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(cfg.Limits.OutputTokensPerMinute).To(Equal(int64(16_000))) // headroom 100%
 	}, eventually).Should(Succeed())
+}
+
+// A poll between two limiter reads (every 10 s) reports the last view. Before, it left the
+// observations the object was read with, and since a changed decision writes the status at
+// once, a fleet whose decisions changed every few polls kept writing zeros: status.observed
+// stayed at zero in make dev-smoke while the workers' calls went through the pool.
+func TestPollsBetweenLimiterReadsReportTheLastView(t *testing.T) {
+	cc := queued("unit-ns", "cached", "127.0.0.1:1", "jobs")
+	cc.Status.Observed = &capacityv1alpha1.ObservedStatus{} // as read from the API: nothing yet
+	key := client.ObjectKeyFromObject(cc)
+	w := testReconciler.memory.get(key)
+	t.Cleanup(func() { testReconciler.memory.forget(key) })
+	w.limiter = &limiterView{readAt: time.Now(), usage: ratelimit.WindowUsage{
+		UsageSample: ratelimit.UsageSample{Requests: 60, OutputTokens: 12_000, RateLimited: 2}, Window: time.Minute}}
+	s := &scope{cc: cc, model: capacity.Model{Class: "sonnet-4"}}
+	if _, err := testReconciler.readLimiter(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	o := cc.Status.Observed
+	if o == nil || o.RequestsPerMinute != 60 || o.OutputTokensPerMinute != 12_000 || o.RateLimitedRequests != 2 {
+		t.Fatalf("observed %+v, want the cached view's 60 requests, 12,000 output tokens and 2 429s per minute", o)
+	}
+	if s.limiter != w.limiter {
+		t.Error("the decision must use the cached view")
+	}
 }
