@@ -152,17 +152,26 @@ func (r *ClaudeCapacityReconciler) readLimiterState(ctx context.Context, s *scop
 		return nil, err
 	}
 	if view.hasUp {
-		all, err := ratelimit.ReadPoolUsage(ctx, rdb, pool, usageWindow)
-		if err != nil {
+		if err := view.readPoolUsage(ctx, rdb, pool); err != nil {
 			return nil, err
-		}
-		for _, u := range all {
-			view.pool.Requests += u.Requests
-			view.pool.InputTokens += u.InputTokens
-			view.pool.OutputTokens += u.OutputTokens
 		}
 	}
 	return view, nil
+}
+
+// readPoolUsage sums every workload's usage of the pool over the window into v.pool.
+func (v *limiterView) readPoolUsage(ctx context.Context, rdb *redis.Client, pool ratelimit.PoolKey) error {
+	all, err := ratelimit.ReadPoolUsage(ctx, rdb, pool, usageWindow)
+	if err != nil {
+		return err
+	}
+	for _, u := range all {
+		v.pool.Requests += u.Requests
+		v.pool.InputTokens += u.InputTokens
+		v.pool.OutputTokens += u.OutputTokens
+		v.pool.RateLimited += u.RateLimited
+	}
+	return nil
 }
 
 // limiterClient leases a shared client for the limiter's Redis from the signals pool.
@@ -172,16 +181,8 @@ func (r *ClaudeCapacityReconciler) limiterClient(ctx context.Context, secretName
 	if err != nil {
 		return nil, err
 	}
-	want := signals.Connection{Address: conn.Address, Password: password, TLS: conn.TLS, Database: int(conn.Database)}
-	if w.limiterLease == nil || w.limiterConn != want {
-		w.closeLimiter()
-		lease, err := r.Signals.Acquire(want)
-		if err != nil {
-			return nil, err
-		}
-		w.limiterLease, w.limiterConn = lease, want
-	}
-	return w.limiterLease.Client(), nil
+	return w.limiterRedis.client(r.Signals,
+		signals.Connection{Address: conn.Address, Password: password, TLS: conn.TLS, Database: int(conn.Database)})
 }
 
 // upstreamRemaining is what the last fresh upstream headers said is left; nil when unknown.
@@ -240,7 +241,8 @@ func (r *ClaudeCapacityReconciler) publishLimiter(ctx context.Context, s *scope)
 		return ctrl.Result{}, nil
 	}
 	w := r.memory.get(client.ObjectKeyFromObject(s.cc))
-	if w.limiterLease == nil || r.now().Sub(w.publishedAt) < limiterSyncInterval {
+	rdb := w.limiterRedis.current()
+	if rdb == nil || r.now().Sub(w.publishedAt) < limiterSyncInterval {
 		return ctrl.Result{}, nil
 	}
 	b := s.shares.Budget
@@ -261,7 +263,7 @@ func (r *ClaudeCapacityReconciler) publishLimiter(ctx context.Context, s *scope)
 	}
 	ctx, cancel := context.WithTimeout(ctx, signals.DefaultTimeout)
 	defer cancel()
-	if err := ratelimit.WritePoolConfig(ctx, w.limiterLease.Client(), poolKey(s), cfg); err != nil {
+	if err := ratelimit.WritePoolConfig(ctx, rdb, poolKey(s), cfg); err != nil {
 		setCondition(s.cc, capacityv1alpha1.ConditionRateLimited, metav1.ConditionUnknown, capacityv1alpha1.ReasonLimiterUnavailable,
 			fmt.Sprintf("writing the pool's limits for the limiters: %v", err))
 		return ctrl.Result{}, nil

@@ -4,6 +4,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"k8s.io/apimachinery/pkg/types"
 
 	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
@@ -36,11 +37,10 @@ type workloadMemory struct {
 	readerConn  signals.Connection
 	readerQueue signals.Queue
 
-	// limiter is the last limiter state read, through limiterLease on limiterConn;
+	// limiter is the last limiter state read, through limiterRedis;
 	// publishedAt is when the pool config was last written.
 	limiter          *limiterView
-	limiterLease     *signals.Lease
-	limiterConn      signals.Connection
+	limiterRedis     leasedRedis
 	lastLimiterError string
 	publishedAt      time.Time
 	// backlogSince is when the queue's current backlog appeared (zero while it is empty).
@@ -67,11 +67,39 @@ type cachedPassword struct {
 	read  time.Time
 }
 
-// closeLimiter gives the limiter's shared connection back.
-func (w *workloadMemory) closeLimiter() {
-	if w.limiterLease != nil {
-		w.limiterLease.Release()
-		w.limiterLease = nil
+// leasedRedis is a shared client leased from the signals pool for one connection; it is
+// leased again when the connection (address, password, TLS, database) changes.
+type leasedRedis struct {
+	lease *signals.Lease
+	conn  signals.Connection
+}
+
+// client returns the client for want, leasing it from pool first if needed.
+func (l *leasedRedis) client(pool *signals.Pool, want signals.Connection) (*redis.Client, error) {
+	if l.lease == nil || l.conn != want {
+		l.release()
+		lease, err := pool.Acquire(want)
+		if err != nil {
+			return nil, err
+		}
+		l.lease, l.conn = lease, want
+	}
+	return l.lease.Client(), nil
+}
+
+// current is the leased client; nil before the first lease.
+func (l *leasedRedis) current() *redis.Client {
+	if l.lease == nil {
+		return nil
+	}
+	return l.lease.Client()
+}
+
+// release gives the shared connection back.
+func (l *leasedRedis) release() {
+	if l.lease != nil {
+		l.lease.Release()
+		l.lease = nil
 	}
 }
 
@@ -116,7 +144,7 @@ func (m *memory) forget(key types.NamespacedName) {
 	defer m.mu.Unlock()
 	if w, ok := m.items[key]; ok {
 		w.closeReader()
-		w.closeLimiter()
+		w.limiterRedis.release()
 	}
 	delete(m.items, key)
 }

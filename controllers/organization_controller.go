@@ -53,8 +53,7 @@ type ClaudeOrganizationReconciler struct {
 
 // orgMemory is what the controller keeps about one organization between reconciles.
 type orgMemory struct {
-	lease     *signals.Lease
-	conn      signals.Connection
+	redis     leasedRedis
 	passwords map[capacityv1alpha1.SecretKeyRef]cachedPassword
 	// syncedAt and syncedGeneration are when the pools were last read and written, and the
 	// spec generation then; pools holds each class's last view and written config.
@@ -72,12 +71,7 @@ type orgPool struct {
 	writes int
 }
 
-func (m *orgMemory) close() {
-	if m.lease != nil {
-		m.lease.Release()
-		m.lease = nil
-	}
-}
+func (m *orgMemory) close() { m.redis.release() }
 
 func (r *ClaudeOrganizationReconciler) memoryFor(name string) *orgMemory {
 	r.mu.Lock()
@@ -238,16 +232,8 @@ func (r *ClaudeOrganizationReconciler) client(ctx context.Context, org *capacity
 	if err != nil {
 		return nil, err
 	}
-	want := signals.Connection{Address: red.Address, Password: password, TLS: red.TLS, Database: int(red.Database)}
-	if mem.lease == nil || mem.conn != want {
-		mem.close()
-		lease, err := r.Signals.Acquire(want)
-		if err != nil {
-			return nil, err
-		}
-		mem.lease, mem.conn = lease, want
-	}
-	return mem.lease.Client(), nil
+	return mem.redis.client(r.Signals,
+		signals.Connection{Address: red.Address, Password: password, TLS: red.TLS, Database: int(red.Database)})
 }
 
 // readPool reads what the class's limiters observed: the API's last headers and every
@@ -262,16 +248,8 @@ func (r *ClaudeOrganizationReconciler) readPool(ctx context.Context, rdb *redis.
 	if view.upstream, view.hasUp, err = ratelimit.ReadUpstream(ctx, rdb, pool); err != nil {
 		return nil, err
 	}
-	all, err := ratelimit.ReadPoolUsage(ctx, rdb, pool, usageWindow)
-	if err != nil {
+	if err := view.readPoolUsage(ctx, rdb, pool); err != nil {
 		return nil, err
-	}
-	for _, u := range all {
-		view.pool.Requests += u.Requests
-		view.pool.InputTokens += u.InputTokens
-		view.pool.OutputTokens += u.OutputTokens
-		view.usage.RateLimited += u.RateLimited
-		view.usage.Window = max(view.usage.Window, u.Window)
 	}
 	return view, nil
 }
@@ -399,8 +377,8 @@ func (r *ClaudeOrganizationReconciler) report(ctx context.Context, org *capacity
 		if v := c.pool.view; v != nil {
 			cs.Usage = capacityv1alpha1.RateStatus{RequestsPerMinute: v.pool.Requests, InputTokensPerMinute: v.pool.InputTokens,
 				OutputTokensPerMinute: v.pool.OutputTokens}
-			cs.RateLimitedRequests = v.usage.RateLimited
-			limited += v.usage.RateLimited
+			cs.RateLimitedRequests = v.pool.RateLimited
+			limited += v.pool.RateLimited
 			if v.hasUp {
 				upstreamKnown = true
 				t := metav1.NewTime(v.upstream.ObservedAt)

@@ -3,7 +3,6 @@ package standin
 import (
 	"context"
 	"fmt"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,9 +20,7 @@ import (
 
 	"github.com/claudecap/claudecap/internal/kubeenv"
 	"github.com/claudecap/claudecap/internal/localcluster"
-	"github.com/claudecap/claudecap/internal/testutil/redistest"
 	"github.com/claudecap/claudecap/pkg/mockapi"
-	"github.com/claudecap/claudecap/pkg/ratelimit"
 )
 
 // TestFollowPodsOnLocalCluster plays the real Pods of Deployments on a local cluster
@@ -187,25 +184,7 @@ func newClusterWorld(ctx context.Context, t *testing.T, kube client.Client, name
 			},
 		},
 	}
-	if err := kube.Create(ctx, dep); err != nil {
-		t.Fatalf("creating deployment: %v", err)
-	}
-	w := &world{t: t, dep: client.ObjectKeyFromObject(dep), srv: redistest.Start(t)}
-	w.rdb = w.srv.Client()
-	err := ratelimit.WritePoolConfig(ctx, w.rdb, ratelimit.PoolKey{Organization: testOrg, Class: "sonnet-4"},
-		ratelimit.PoolConfig{Limits: ratelimit.Limits{RequestsPerMinute: 1e6, InputTokensPerMinute: 1e9, OutputTokensPerMinute: 1e9}})
-	if err != nil {
-		t.Fatalf("writing pool limits: %v", err)
-	}
-	if mockCfg.OutputTokens == (mockapi.Distribution{}) {
-		mockCfg.OutputTokens = mockapi.Fixed(20)
-	}
-	if w.mock, err = mockapi.New(mockCfg); err != nil {
-		t.Fatalf("starting the mock: %v", err)
-	}
-	hs := httptest.NewServer(w.mock)
-	t.Cleanup(hs.Close)
-	w.url = hs.URL
+	w := worldFor(ctx, t, kube, dep, mockCfg)
 	return &clusterWorld{world: w, kube: kube, ns: dep.Namespace}
 }
 

@@ -95,7 +95,14 @@ func newWorld(t *testing.T, replicas int32, mockCfg mockapi.Config) *world {
 			},
 		},
 	}
-	if err := k8sClient.Create(ctx, dep); err != nil {
+	return worldFor(ctx, t, k8sClient, dep, mockCfg)
+}
+
+// worldFor creates dep with kube, starts Redis with roomy pool limits, and starts the mock
+// with the given latency and output length (20 output tokens unless it says otherwise).
+func worldFor(ctx context.Context, t *testing.T, kube client.Client, dep *appsv1.Deployment, mockCfg mockapi.Config) *world {
+	t.Helper()
+	if err := kube.Create(ctx, dep); err != nil {
 		t.Fatalf("creating deployment: %v", err)
 	}
 	w := &world{t: t, dep: client.ObjectKeyFromObject(dep), srv: redistest.Start(t)}

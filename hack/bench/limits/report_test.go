@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/claudecap/claudecap/internal/benchenv"
 	"github.com/claudecap/claudecap/pkg/ratelimit"
 )
 
@@ -215,14 +216,11 @@ func writeMarkdown(w io.Writer, rep *report) error {
 		"window, as a share of the API's limit · of the limiter's (the pool, or the fixed window's counters). " +
 		"Client 429s count the calls refused by a proxy, the API or the fixed window (share of all calls). " +
 		"Targets: 0 upstream 429s in every row; in the claudecap rows at 90% headroom without a Redis outage, >= 95% of the pool's binding limit.\n\n")
-	b.WriteString("| " + strings.Join(tableHeader, " | ") + " |\n|")
-	for range tableHeader {
-		b.WriteString("---|")
-	}
-	b.WriteByte('\n')
+	rows := make([][]string, 0, len(rep.Rows))
 	for _, r := range rep.Rows {
-		b.WriteString("| " + strings.Join(tableRow(r), " | ") + " |\n")
+		rows = append(rows, tableRow(r))
 	}
+	b.WriteString(benchenv.MarkdownTable(tableHeader, rows))
 	_, err := w.Write(b.Bytes())
 	return err
 }
@@ -230,28 +228,19 @@ func writeMarkdown(w io.Writer, rep *report) error {
 // writeReport writes report.md, report.json and trace.json (every row's trace, by name,
 // unindented) into dir.
 func writeReport(dir string, rep *report) error {
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return err
-	}
 	var md bytes.Buffer
 	if err := writeMarkdown(&md, rep); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "report.md"), md.Bytes(), 0o600); err != nil {
-		return err
-	}
-	js, err := json.MarshalIndent(rep, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "report.json"), append(js, '\n'), 0o600); err != nil {
+	if err := benchenv.WriteReport(dir, md.Bytes(), rep); err != nil {
 		return err
 	}
 	traces := make(map[string][]tracePoint, len(rep.Rows))
 	for _, r := range rep.Rows {
 		traces[r.Name] = r.Trace
 	}
-	if js, err = json.Marshal(traces); err != nil {
+	js, err := json.Marshal(traces)
+	if err != nil {
 		return err
 	}
 	return os.WriteFile(filepath.Join(dir, "trace.json"), append(js, '\n'), 0o600)

@@ -3,7 +3,6 @@ package priority
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -368,32 +367,19 @@ func writeMarkdown(w io.Writer, rep *report) error {
 		poolLimits.RequestsPerMinute, poolLimits.InputTokensPerMinute, poolLimits.OutputTokensPerMinute,
 		batchPods*batchCallersPerPod, batchCall.input, batchCall.maxTokens, batchCall.durMin, batchCall.durMax,
 		interactiveRate, interactiveCall.input, interactiveCall.maxTokens, lead, window, waitTimeout)
-	b.WriteString("| " + strings.Join(tableHeader, " | ") + " |\n|")
-	for range tableHeader {
-		b.WriteString("---|")
-	}
-	b.WriteByte('\n')
+	rows := make([][]string, 0, len(rep.Rows))
 	for _, r := range rep.Rows {
-		b.WriteString("| " + strings.Join(tableRow(r), " | ") + " |\n")
+		rows = append(rows, tableRow(r))
 	}
+	b.WriteString(benchenv.MarkdownTable(tableHeader, rows))
 	_, err := w.Write(b.Bytes())
 	return err
 }
 
 func writeReport(dir string, rep *report) error {
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return err
-	}
 	var md bytes.Buffer
 	if err := writeMarkdown(&md, rep); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "report.md"), md.Bytes(), 0o600); err != nil {
-		return err
-	}
-	js, err := json.MarshalIndent(rep, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(dir, "report.json"), append(js, '\n'), 0o600)
+	return benchenv.WriteReport(dir, md.Bytes(), rep)
 }
