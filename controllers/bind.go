@@ -63,7 +63,7 @@ func (r *ClaudeCapacityReconciler) bindOrganization(ctx context.Context, s *scop
 // headroom is the pool's headroom: the organization's, or the private pool's.
 func (s *scope) headroom() int32 {
 	if s.org != nil {
-		return orgHeadroom(s.org)
+		return s.org.Spec.HeadroomPercentOrDefault()
 	}
 	return s.cc.Spec.HeadroomPercentOrDefault()
 }

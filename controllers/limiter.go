@@ -250,7 +250,7 @@ func (r *ClaudeCapacityReconciler) publishLimiter(ctx context.Context, s *scope)
 		Limits: ratelimit.Limits{RequestsPerMinute: b[capacity.Requests], InputTokensPerMinute: b[capacity.InputTokens],
 			OutputTokensPerMinute: b[capacity.OutputTokens]},
 		Allocations: make(map[string]ratelimit.Limits, len(s.shares.Members)),
-		OutputRule:  orgOutputRule(s.cc.Spec.Limits.OutputAccounting),
+		OutputRule:  outputRuleOf(s.cc.Spec.Limits.OutputAccounting),
 		// Written before by this process: a missing bucket now means Redis lost it.
 		StartEmpty: !w.publishedAt.IsZero(),
 	}

@@ -204,13 +204,8 @@ func newClaim(org *capacityv1alpha1.ClaudeOrganization, cc *capacityv1alpha1.Cla
 	return c
 }
 
-// orgHeadroom is the organization's headroom, defaulted as the API server does.
-func orgHeadroom(org *capacityv1alpha1.ClaudeOrganization) int32 {
-	return org.Spec.HeadroomPercentOrDefault()
-}
-
-// orgOutputRule is the limiters' mirror of the organization's output accounting.
-func orgOutputRule(a capacityv1alpha1.OutputAccounting) ratelimit.OutputRule {
+// outputRuleOf is the limiters' mirror of the API's output accounting (an organization's or a private pool's).
+func outputRuleOf(a capacityv1alpha1.OutputAccounting) ratelimit.OutputRule {
 	if a == capacityv1alpha1.OutputAccountingReserved {
 		return ratelimit.OutputReserved
 	}

@@ -264,7 +264,7 @@ func (r *ClaudeOrganizationReconciler) split(org *capacityv1alpha1.ClaudeOrganiz
 	c.ok = true
 	pool := capacity.Pool{
 		Limits:          capacity.PerDimension{c.limits.RequestsPerMinute, c.limits.InputTokensPerMinute, c.limits.OutputTokensPerMinute},
-		HeadroomPercent: orgHeadroom(org),
+		HeadroomPercent: org.Spec.HeadroomPercentOrDefault(),
 		ExternalUsage:   c.pool.view.externalUsage(r.now()),
 	}
 	claims := make([]capacity.Claim, 0, len(c.members))
@@ -284,7 +284,7 @@ func (r *ClaudeOrganizationReconciler) split(org *capacityv1alpha1.ClaudeOrganiz
 			OutputTokensPerMinute: b[capacity.OutputTokens]},
 		Allocations: make(map[string]ratelimit.Limits, len(shares.Members)),
 		Reserves:    map[string]ratelimit.Limits{},
-		OutputRule:  orgOutputRule(org.Spec.Limits.OutputAccounting),
+		OutputRule:  outputRuleOf(org.Spec.Limits.OutputAccounting),
 	}
 	for i, a := range shares.Members {
 		c.config.Allocations[a.Name] = allocationLimits(a)

@@ -34,7 +34,7 @@ func (r *ClaudeCapacityReconciler) plan(_ context.Context, s *scope) (ctrl.Resul
 		in.Limits = nil
 		if s.org != nil {
 			in.Limits = orgPlanLimits(s.org, model.Class)
-			in.HeadroomPercent = float64(orgHeadroom(s.org))
+			in.HeadroomPercent = float64(s.org.Spec.HeadroomPercentOrDefault())
 		}
 	}
 	res, err := capacity.Plan(r.Catalog, in)
