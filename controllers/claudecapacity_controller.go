@@ -116,7 +116,7 @@ type step func(ctx context.Context, s *scope) (ctrl.Result, error)
 
 // Reconcile brings one ClaudeCapacity's status (and, with the scaling steps, its target's
 // replicas) in line with its spec and the observed world.
-func (r *ClaudeCapacityReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
+func (r *ClaudeCapacityReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, reterr error) {
 	start := r.now()
 	defer r.metrics.reconciled(start)
 	cc := &capacityv1alpha1.ClaudeCapacity{}
@@ -131,21 +131,17 @@ func (r *ClaudeCapacityReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 		r.forget(cc.Namespace, cc.Name)
 		return ctrl.Result{}, nil
 	}
-
-	patcher := newStatusPatcher(cc)
-	defer func() {
-		summarizeReady(cc)
-		if reterr == nil {
-			cc.Status.ObservedGeneration = cc.Generation
-		}
-		reterr = kerrors.NewAggregate([]error{reterr, patcher.patch(ctx, r.Client, cc, r.now())})
-		logReconcile(ctx, cc, r.now().Sub(start), reterr)
-	}()
+	w := r.memory.get(req.NamespacedName)
+	if cc.ResourceVersion == w.overwritten {
+		// The cache has not seen this controller's last status write yet (the scale it made
+		// wakes the next reconcile, often first). Deciding on the version that write replaced
+		// would decide again from stale history; look again once the cache has caught up.
+		return ctrl.Result{RequeueAfter: cacheLagRetry}, nil
+	}
 
 	s := &scope{cc: cc}
 	steps := []step{r.bindOrganization, r.readTarget, r.plan, r.checkScalingActive}
 	next := pollInterval(cc)
-	w := r.memory.get(req.NamespacedName)
 	before := w.polled
 	due, wait := r.pollDue(cc, w)
 	if due {
@@ -153,6 +149,28 @@ func (r *ClaudeCapacityReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	} else {
 		next = wait
 	}
+
+	patcher := newStatusPatcher(cc)
+	defer func() {
+		summarizeReady(cc)
+		if reterr == nil {
+			cc.Status.ObservedGeneration = cc.Generation
+		}
+		read := cc.ResourceVersion
+		wrote, err := patcher.patch(ctx, r.Client, cc, r.now())
+		switch {
+		case wrote:
+			w.overwritten = read
+		case apierrors.IsConflict(err):
+			// The object changed since it was read (a spec edit, or a cache that lagged):
+			// this poll's status is not written, so the next reconcile, soon, polls again.
+			err, w.polled = nil, before
+			result = shortest(result, ctrl.Result{RequeueAfter: cacheLagRetry})
+		}
+		reterr = kerrors.NewAggregate([]error{reterr, err})
+		logReconcile(ctx, cc, r.now().Sub(start), reterr)
+	}()
+
 	result, err := r.reconcileSteps(ctx, s, steps...)
 	if due && err != nil {
 		// A poll that failed before it decided (a conflict, an unreadable target) is not a
@@ -161,6 +179,10 @@ func (r *ClaudeCapacityReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	}
 	return shortest(result, ctrl.Result{RequeueAfter: next}), err
 }
+
+// cacheLagRetry is how soon a reconcile that found its object older than its own last
+// write looks again.
+const cacheLagRetry = 200 * time.Millisecond
 
 // pollInterval is how often live signals are read: spec.pollIntervalSeconds, default 2 s.
 func pollInterval(cc *capacityv1alpha1.ClaudeCapacity) time.Duration {

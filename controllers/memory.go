@@ -53,6 +53,9 @@ type workloadMemory struct {
 	// poolBase is the pool's limits times headroom at the last decision: when it falls,
 	// the cap may cut at once (capacity.CapCutLimitLowered).
 	poolBase capacity.PerDimension
+	// overwritten is the resourceVersion the last status patch replaced: while the cache
+	// still holds it, the cache has not seen this controller's own write (see Reconcile).
+	overwritten string
 }
 
 // pollMark is when a poll ran and the spec generation and pause annotations it saw.

@@ -105,12 +105,16 @@ func decisionFields(status capacityv1alpha1.ClaudeCapacityStatus) capacityv1alph
 	return out
 }
 
-func (p *statusPatcher) patch(ctx context.Context, c client.Client, cc *capacityv1alpha1.ClaudeCapacity, now time.Time) error {
+// patch writes the status difference, on condition that the object is still the version
+// the reconcile read: a merge patch from an older version would write that version's
+// values over newer ones (a reconcile that read its object from a cache lagging the previous
+// reconcile's write once set demandReplicas back to 0). It reports whether it wrote.
+func (p *statusPatcher) patch(ctx context.Context, c client.Client, cc *capacityv1alpha1.ClaudeCapacity, now time.Time) (bool, error) {
 	if equality.Semantic.DeepEqual(p.before.Status, cc.Status) || p.onlyObservationsChanged(cc, now) {
-		return nil
+		return false, nil
 	}
-	if err := c.Status().Patch(ctx, cc, client.MergeFrom(p.before)); err != nil {
-		return client.IgnoreNotFound(fmt.Errorf("patching status of ClaudeCapacity %s/%s: %w", cc.Namespace, cc.Name, err))
+	if err := c.Status().Patch(ctx, cc, client.MergeFromWithOptions(p.before, client.MergeFromWithOptimisticLock{})); err != nil {
+		return false, client.IgnoreNotFound(fmt.Errorf("patching status of ClaudeCapacity %s/%s: %w", cc.Namespace, cc.Name, err))
 	}
-	return nil
+	return true, nil
 }

@@ -1,10 +1,14 @@
 package controllers
 
 import (
+	"context"
 	"testing"
 	"time"
 
+	. "github.com/onsi/gomega"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 
 	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
 	"github.com/claudecap/claudecap/pkg/capacity"
@@ -50,6 +54,34 @@ func TestObservationOnlyChangesWaitForTheHeartbeat(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A reconcile that read its object from a cache lagging the previous reconcile's status
+// write must not write the older version's values back: once, right after a scale-out,
+// such a reconcile set demandReplicas and desiredReplicas back to 0 (one CI run in ten).
+func TestStatusPatchFromAnOlderVersionWritesNothing(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	// No target: the controller's own reconciles never touch demandReplicas.
+	cc := queued(ns, "workers", "127.0.0.1:1", "jobs")
+	g.Expect(k8sClient.Create(ctx, cc)).To(Succeed())
+	stale := getCC(g, cc)
+
+	g.Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		newer := getCC(g, cc)
+		newer.Status.DemandReplicas, newer.Status.DesiredReplicas = 11, 11
+		return k8sClient.Status().Update(ctx, newer)
+	})).To(Succeed())
+
+	p := newStatusPatcher(stale)
+	setCondition(stale, capacityv1alpha1.ConditionScalingLimited, metav1.ConditionFalse, capacityv1alpha1.ReasonDemandDecides, "decided on a stale read")
+	wrote, err := p.patch(ctx, k8sClient, stale, time.Now())
+	g.Expect(apierrors.IsConflict(err)).To(BeTrue(), "patch error: %v", err)
+	g.Expect(wrote).To(BeFalse())
+	got := getCC(g, cc)
+	g.Expect(got.Status.DemandReplicas).To(Equal(int32(11)))
+	g.Expect(got.Status.DesiredReplicas).To(Equal(int32(11)))
 }
 
 // The API's limitedBy enum and the decision's reasons are declared apart (the API package
