@@ -57,8 +57,8 @@ fmt: ## Run go fmt against code.
 	go fmt ./...
 
 .PHONY: vet
-vet: ## Run go vet against code.
-	go vet ./...
+vet: ## Run go vet against code (the e2e tests too).
+	go vet -tags e2e ./...
 
 .PHONY: lint
 lint: golangci-lint ## Run golangci-lint.
@@ -71,6 +71,10 @@ lint-fix: golangci-lint ## Run golangci-lint and apply its fixes.
 .PHONY: test
 test: manifests generate fmt vet envtest cluster-bins redis helm ## Run all tests: unit, envtest (real kube-apiserver + etcd), a local cluster with pods (KWOK), Redis-backed, Helm chart.
 	go test $(GO_TEST_FLAGS) ./... -coverprofile cover.out
+
+.PHONY: e2e
+e2e: envtest cluster-bins redis helm ## End to end on a local cluster with pods: helm install, the operator under the chart's own RBAC, scaling phases, every job counted, an RBAC audit.
+	go test -tags e2e -count=1 -timeout 15m -v ./test/e2e/
 
 .PHONY: bench
 bench: envtest redis ## Run the benchmarks; each prints ratios against a baseline measured in the same run.

@@ -104,10 +104,10 @@ type scope struct {
 // shortest requeue any step asks for wins, and an error stops the remaining steps.
 type step func(ctx context.Context, s *scope) (ctrl.Result, error)
 
-// +kubebuilder:rbac:groups=capacity.claudecap.io,resources=claudecapacities,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups=capacity.claudecap.io,resources=claudecapacities/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=capacity.claudecap.io,resources=claudecapacities,verbs=get;list;watch
+// +kubebuilder:rbac:groups=capacity.claudecap.io,resources=claudecapacities/status,verbs=patch
 // +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets,verbs=get;list;watch
-// +kubebuilder:rbac:groups=*,resources=*/scale,verbs=get;update;patch
+// +kubebuilder:rbac:groups=*,resources=*/scale,verbs=get;update
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get

@@ -120,7 +120,7 @@ type orgClass struct {
 }
 
 // +kubebuilder:rbac:groups=capacity.claudecap.io,resources=claudeorganizations,verbs=get;list;watch
-// +kubebuilder:rbac:groups=capacity.claudecap.io,resources=claudeorganizations/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=capacity.claudecap.io,resources=claudeorganizations/status,verbs=patch
 
 // Reconcile splits each class's budget over the organization's members, writes the pools
 // when they differ from what Redis holds (at most every limiterSyncInterval, at once after

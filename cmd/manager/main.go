@@ -96,7 +96,10 @@ func run(metricsAddr, probeAddr string, secureMetrics, enableHTTP2, leaderElect 
 		HealthProbeBindAddress: probeAddr,
 		LeaderElection:         leaderElect,
 		LeaderElectionID:       "claudecap.capacity.claudecap.io",
-		Cache:                  cacheOptions(watchNamespaces),
+		// The Lease lives in the operator's namespace, where the chart grants it; named
+		// explicitly so a manager run outside a pod (make e2e) elects there too.
+		LeaderElectionNamespace: operatorNamespace,
+		Cache:                   cacheOptions(watchNamespaces),
 	})
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)

@@ -22,6 +22,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/claudecap/claudecap/internal/kubeenv"
@@ -68,6 +70,15 @@ type Options struct {
 	// as kwok sees the deletion, as if its containers exited on SIGTERM at once.
 	HonorGracePeriod bool
 
+	// SkipCRDs leaves the project's CRDs out, for tests that install them the way users
+	// do (helm install, kubectl apply -k).
+	SkipCRDs bool
+	// AuditLog makes the API server write an audit log (Cluster.AuditLogPath): one JSON
+	// event per request at its end, at Metadata level (who, verb, resource,
+	// subresource, namespace, response code), never a request or response body. Tests
+	// read it to see every call a client made and what the authorizer answered.
+	AuditLog bool
+
 	// Controllers is kube-controller-manager's --controllers (default: "*", every
 	// controller that is on by default).
 	Controllers []string
@@ -106,6 +117,8 @@ type Cluster struct {
 	Dir string
 	// Nodes are the names of the fake Nodes.
 	Nodes []string
+	// AuditLogPath is the API server's audit log when Options.AuditLog is set.
+	AuditLogPath string
 
 	opts     Options
 	env      *envtest.Environment
@@ -228,9 +241,24 @@ func (c *Cluster) startControlPlane() error {
 	if err != nil {
 		return err
 	}
+	if c.opts.SkipCRDs {
+		env.CRDDirectoryPaths, env.ErrorIfCRDPathMissing = nil, false
+	}
 	env.ControlPlane.Etcd = &envtest.Etcd{Out: etcdLog, Err: etcdLog}
 	api := env.ControlPlane.GetAPIServer()
 	api.Out, api.Err = apiLog, apiLog
+	if c.opts.AuditLog {
+		policy := filepath.Join(c.Dir, "audit-policy.yaml")
+		if err := os.WriteFile(policy, []byte(auditPolicy), 0o600); err != nil {
+			return err
+		}
+		c.AuditLogPath = filepath.Join(c.Dir, "audit.log")
+		api.Configure().
+			Set("audit-policy-file", policy).
+			Set("audit-log-path", c.AuditLogPath).
+			Set("audit-log-format", "json").
+			Set("audit-log-mode", "blocking")
+	}
 	api.Configure().
 		Set("advertise-address", loopback).
 		Set("endpoint-reconciler-type", "none").
@@ -248,6 +276,14 @@ func (c *Cluster) startControlPlane() error {
 	}
 	return os.WriteFile(c.caPath(), api.CA, 0o600)
 }
+
+// auditPolicy records every request once, when its response is complete, without bodies.
+const auditPolicy = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived", "ResponseStarted"]
+rules:
+- level: Metadata
+`
 
 func (c *Cluster) caPath() string { return filepath.Join(c.Dir, "ca.crt") }
 
@@ -445,4 +481,16 @@ func httpsHealthz(port int) string { return fmt.Sprintf("https://%s:%d/healthz",
 var healthClient = &http.Client{
 	Timeout:   2 * time.Second,
 	Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, //nolint:gosec // self-signed loopback health checks
+}
+
+// TokenKubeconfig returns a kubeconfig for this cluster that authenticates with a bearer
+// token (a ServiceAccount's, from TokenRequest), so a process run with it is authorized
+// by that ServiceAccount's RBAC, not as an administrator.
+func (c *Cluster) TokenKubeconfig(user, token string) ([]byte, error) {
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["local"] = &clientcmdapi.Cluster{Server: c.Config.Host, CertificateAuthorityData: c.Config.CAData}
+	cfg.AuthInfos[user] = &clientcmdapi.AuthInfo{Token: token}
+	cfg.Contexts[user] = &clientcmdapi.Context{Cluster: "local", AuthInfo: user}
+	cfg.CurrentContext = user
+	return clientcmd.Write(*cfg)
 }

@@ -2,12 +2,15 @@ package standin
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	"github.com/claudecap/claudecap/internal/testutil/redistest"
 )
 
 func TestConfigValidation(t *testing.T) {
@@ -165,5 +168,33 @@ func TestGracePeriodCancelsWork(t *testing.T) {
 	case <-p.work.Done():
 	case <-time.After(2 * time.Second):
 		t.Fatal("the grace period ended but the pod's work was not cancelled")
+	}
+}
+
+// An acknowledgement whose reply never came may still have run: Redis frozen for longer
+// than the client's read timeout runs the queued LREM when it wakes. The retry then finds
+// the job gone; the job was done once and must count as acknowledged, not as lost.
+func TestAckThatTimedOutButLandedCountsOnce(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.NewClient(func(o *redis.Options) { o.ReadTimeout, o.MaxRetries = 300*time.Millisecond, -1 })
+	ctx := context.Background()
+	if err := rdb.RPush(ctx, DefaultProcessingList, "job-1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	f := &Fleet{queue: listQueue{rdb: rdb, list: DefaultList, processing: DefaultProcessingList},
+		stats: newCounters(), log: slog.New(slog.DiscardHandler)}
+	p := &pod{name: "worker-0", work: ctx}
+
+	srv.Pause(500 * time.Millisecond) // the first LREM times out, then runs on resume
+	f.acknowledge(p, job{payload: "job-1"})
+
+	if got := f.Acked()["job-1"]; got != 1 {
+		t.Fatalf("job-1 acknowledged %d times, want 1 (stats %+v)", got, f.Stats())
+	}
+	if st := f.Stats(); st.QueueErrors != 0 || st.JobsCompleted != 1 {
+		t.Fatalf("stats %+v, want 1 job completed and no queue error", st)
+	}
+	if n, err := srv.Client().LLen(ctx, DefaultProcessingList).Result(); err != nil || n != 0 {
+		t.Fatalf("processing list holds %d jobs (%v), want 0", n, err)
 	}
 }

@@ -213,13 +213,16 @@ func (f *Fleet) putBack(p *pod, j job, counter *atomic.Int64) {
 }
 
 // acknowledge ends the custody of a job whose call succeeded. It is never cancelled: the
-// call has been paid for, so the job must not be worked again.
+// call has been paid for, so the job must not be worked again. An attempt that failed
+// (a timeout) may still have landed: Redis can run it after the client gave up. So when
+// a retry finds the job gone after such a failure, the earlier attempt acknowledged it.
 func (f *Fleet) acknowledge(p *pod, j job) {
 	ctx := context.WithoutCancel(p.work)
+	uncertain := false
 	for attempt := 1; ; attempt++ {
 		ok, err := f.queue.ack(ctx, j)
 		switch {
-		case err == nil && ok:
+		case err == nil && (ok || uncertain):
 			f.stats.recordAck(j.payload)
 			p.completed.Add(1)
 			return
@@ -231,6 +234,7 @@ func (f *Fleet) acknowledge(p *pod, j job) {
 			f.log.Warn("acknowledging a job failed", "pod", p.name, "job", j.payload, "error", err)
 			return
 		}
+		uncertain = true
 		time.Sleep(100 * time.Millisecond)
 	}
 }
