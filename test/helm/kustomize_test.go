@@ -30,6 +30,11 @@ func TestKustomizeDefaultInstalls(t *testing.T) {
 	objs, err := parseManifests(out)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(objs.ofKind("Deployment")).To(HaveLen(1))
+	// The manager watches every kind it serves and does not start without its CRD.
+	bases, err := filepath.Glob(filepath.Join(root, "config", "crd", "bases", "*.yaml"))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(objs.ofKind("CustomResourceDefinition")).To(HaveLen(len(bases)),
+		"config/crd/kustomization.yaml lists every CRD of config/crd/bases")
 	g.Expect(checkWiring(objs, "claudecap-system")).To(Succeed())
 
 	for _, obj := range objs {
