@@ -26,7 +26,7 @@ import (
 
 	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
 	"github.com/claudecap/claudecap/pkg/capacity"
-	"github.com/claudecap/claudecap/pkg/signals"
+	"github.com/claudecap/claudecap/pkg/redispool"
 )
 
 // targetIndexKey indexes ClaudeCapacities by "<Kind>/<name>" of their scale target, so a
@@ -45,9 +45,9 @@ type ClaudeCapacityReconciler struct {
 	OperatorNamespace string
 	// Catalog maps models to classes, prices and tier limits.
 	Catalog *capacity.Catalog
-	// Signals reads queue depth from Redis through connections shared by every
-	// ClaudeCapacity that uses the same server.
-	Signals *signals.Pool
+	// Redis is the client pool that Redis queue sources and limiter connections lease
+	// from: one client per server settings, shared by every ClaudeCapacity using it.
+	Redis *redispool.Pool
 	// MaxConcurrentReconciles is how many ClaudeCapacities are reconciled at once
 	// (default 4); one object is never reconciled twice at the same time.
 	MaxConcurrentReconciles int
@@ -237,8 +237,8 @@ func (r *ClaudeCapacityReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.APIReader == nil {
 		r.APIReader = mgr.GetAPIReader()
 	}
-	if r.Signals == nil {
-		r.Signals = signals.NewPool(signals.PoolOptions{})
+	if r.Redis == nil {
+		r.Redis = redispool.New(redispool.Options{})
 	}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &capacityv1alpha1.ClaudeCapacity{}, poolIndexKey, r.poolIndex); err != nil {
 		return err

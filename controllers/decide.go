@@ -9,7 +9,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
-	"github.com/claudecap/claudecap/internal/specplan"
+	"github.com/claudecap/claudecap/internal/specconv"
 	"github.com/claudecap/claudecap/pkg/capacity"
 )
 
@@ -55,7 +55,7 @@ func (r *ClaudeCapacityReconciler) decide(ctx context.Context, s *scope) (ctrl.R
 		MaxReplicas:     cc.Spec.Replicas.Max,
 		Demand:          demand,
 		Allocation:      allocation,
-		Behavior:        specplan.Behavior(cc.Spec.Behavior),
+		Behavior:        specconv.Behavior(cc.Spec.Behavior),
 		History:         historyFromStatus(cc.Status.History),
 		CapCut:          capCut,
 	})

@@ -9,7 +9,7 @@ import (
 	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
 	"github.com/claudecap/claudecap/pkg/capacity"
 	"github.com/claudecap/claudecap/pkg/ratelimit"
-	"github.com/claudecap/claudecap/pkg/signals"
+	"github.com/claudecap/claudecap/pkg/redispool"
 )
 
 // The controller's estimates must not move because the controller acted (docs/scaling.md):
@@ -55,7 +55,7 @@ func (r *ClaudeCapacityReconciler) readCounters(ctx context.Context, s *scope, w
 	if err != nil {
 		return ratelimit.Counters{}
 	}
-	ctx, cancel := context.WithTimeout(ctx, signals.DefaultTimeout)
+	ctx, cancel := context.WithTimeout(ctx, redispool.DefaultTimeout)
 	defer cancel()
 	c, err := ratelimit.ReadCounters(ctx, rdb, poolKey(s), workloadName(s.cc))
 	if err != nil {

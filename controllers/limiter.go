@@ -16,8 +16,9 @@ import (
 
 	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
 	"github.com/claudecap/claudecap/pkg/capacity"
+	"github.com/claudecap/claudecap/pkg/dimension"
 	"github.com/claudecap/claudecap/pkg/ratelimit"
-	"github.com/claudecap/claudecap/pkg/signals"
+	"github.com/claudecap/claudecap/pkg/redispool"
 )
 
 // The controller and the shared limiters talk through Redis (docs/redis-keys.md): the
@@ -47,8 +48,9 @@ type limiterView struct {
 
 // limiterConnection is where the pool's limiter state lives and the namespace of the
 // Secret its password may come from: the organization's Redis (Secret in the operator's
-// namespace); for a private pool spec.limiter.redis, else the queue's (Secret in the
-// workload's namespace). nil when there is none, or the organization is not bound.
+// namespace), or a private pool's spec.limiter.redis (Secret in the workload's namespace).
+// nil when there is none (the queue's server is never assumed), or the organization is not
+// bound.
 func (r *ClaudeCapacityReconciler) limiterConnection(s *scope) (*capacityv1alpha1.RedisConnection, string) {
 	cc := s.cc
 	switch {
@@ -58,10 +60,8 @@ func (r *ClaudeCapacityReconciler) limiterConnection(s *scope) (*capacityv1alpha
 			TLS: red.TLS, Database: red.Database}, r.OperatorNamespace
 	case cc.Spec.OrganizationRef != nil:
 		return nil, ""
-	case cc.Spec.Limiter != nil && cc.Spec.Limiter.Redis != nil:
-		return cc.Spec.Limiter.Redis, cc.Namespace
-	case cc.Spec.Queue != nil:
-		return &cc.Spec.Queue.Redis, cc.Namespace
+	case cc.Spec.Limiter != nil:
+		return &cc.Spec.Limiter.Redis, cc.Namespace
 	}
 	return nil, ""
 }
@@ -83,7 +83,7 @@ func (r *ClaudeCapacityReconciler) readLimiter(ctx context.Context, s *scope) (c
 	conn, secretNamespace := r.limiterConnection(s)
 	if conn == nil || s.model.Class == "" {
 		setCondition(cc, capacityv1alpha1.ConditionRateLimited, metav1.ConditionFalse, capacityv1alpha1.ReasonNoLimiter,
-			"no limiter Redis is configured: usage is not observed")
+			"no shared limiter is configured (spec.limiter.redis): usage is not observed and the pool's limits are not published")
 		return ctrl.Result{}, nil
 	}
 	w := r.memory.get(client.ObjectKeyFromObject(cc))
@@ -142,7 +142,7 @@ func (r *ClaudeCapacityReconciler) readLimiterState(ctx context.Context, s *scop
 		return nil, err
 	}
 	pool := poolKey(s)
-	ctx, cancel := context.WithTimeout(ctx, signals.DefaultTimeout)
+	ctx, cancel := context.WithTimeout(ctx, redispool.DefaultTimeout)
 	defer cancel()
 	view := &limiterView{readAt: r.now()}
 	if view.usage, err = ratelimit.ReadUsage(ctx, rdb, pool, workloadName(s.cc), usageWindow); err != nil {
@@ -174,15 +174,15 @@ func (v *limiterView) readPoolUsage(ctx context.Context, rdb *redis.Client, pool
 	return nil
 }
 
-// limiterClient leases a shared client for the limiter's Redis from the signals pool.
+// limiterClient leases a shared client for the limiter's Redis from the Redis pool.
 func (r *ClaudeCapacityReconciler) limiterClient(ctx context.Context, secretNamespace string, w *workloadMemory,
 	conn *capacityv1alpha1.RedisConnection) (*redis.Client, error) {
-	password, err := r.redisPassword(ctx, secretNamespace, conn.PasswordSecretRef, w)
+	password, err := r.secretsIn(secretNamespace, w).redisPassword(ctx, conn.PasswordSecretRef)
 	if err != nil {
 		return nil, err
 	}
-	return w.limiterRedis.client(r.Signals,
-		signals.Connection{Address: conn.Address, Password: password, TLS: conn.TLS, Database: int(conn.Database)})
+	return w.limiterRedis.client(r.Redis,
+		redispool.Connection{Address: conn.Address, Password: password, TLS: conn.TLS, Database: int(conn.Database)})
 }
 
 // upstreamRemaining is what the last fresh upstream headers said is left; nil when unknown.
@@ -190,16 +190,16 @@ func (v *limiterView) upstreamRemaining(now time.Time) *capacityv1alpha1.RateSta
 	if !v.hasUp || now.Sub(v.upstream.ObservedAt) > upstreamFresh {
 		return nil
 	}
-	left := func(b ratelimit.UpstreamBucket) int64 {
-		if !b.Known {
-			return 0
+	var left dimension.Amounts
+	for d, b := range v.upstream.Buckets {
+		if b.Known {
+			left[d] = b.Remaining
 		}
-		return b.Remaining
 	}
 	return &capacityv1alpha1.RateStatus{
-		RequestsPerMinute:     left(v.upstream.Requests),
-		InputTokensPerMinute:  left(v.upstream.InputTokens),
-		OutputTokensPerMinute: left(v.upstream.OutputTokens),
+		RequestsPerMinute:     left[dimension.Requests],
+		InputTokensPerMinute:  left[dimension.InputTokens],
+		OutputTokensPerMinute: left[dimension.OutputTokens],
 	}
 }
 
@@ -211,15 +211,12 @@ func (v *limiterView) externalUsage(now time.Time) capacity.PerDimension {
 	if v == nil || !v.hasUp || now.Sub(v.upstream.ObservedAt) > upstreamFresh {
 		return ext
 	}
-	used := func(b ratelimit.UpstreamBucket, ours int64) int64 {
-		if !b.Known || b.Limit <= 0 {
-			return 0
+	ours := v.pool.Amounts()
+	for d, b := range v.upstream.Buckets {
+		if b.Known && b.Limit > 0 {
+			ext[d] = max(0, b.Limit-b.Remaining-ours[d])
 		}
-		return max(0, b.Limit-b.Remaining-ours)
 	}
-	ext[capacity.Requests] = used(v.upstream.Requests, v.pool.Requests)
-	ext[capacity.InputTokens] = used(v.upstream.InputTokens, v.pool.InputTokens)
-	ext[capacity.OutputTokens] = used(v.upstream.OutputTokens, v.pool.OutputTokens)
 	return ext
 }
 
@@ -247,21 +244,16 @@ func (r *ClaudeCapacityReconciler) publishLimiter(ctx context.Context, s *scope)
 	}
 	b := s.shares.Budget
 	cfg := ratelimit.PoolConfig{
-		Limits: ratelimit.Limits{RequestsPerMinute: b[capacity.Requests], InputTokensPerMinute: b[capacity.InputTokens],
-			OutputTokensPerMinute: b[capacity.OutputTokens]},
+		Limits:      ratelimit.LimitsOf(b),
 		Allocations: make(map[string]ratelimit.Limits, len(s.shares.Members)),
 		OutputRule:  outputRuleOf(s.cc.Spec.Limits.OutputAccounting),
 		// Written before by this process: a missing bucket now means Redis lost it.
 		StartEmpty: !w.publishedAt.IsZero(),
 	}
 	for _, m := range s.shares.Members {
-		cfg.Allocations[m.Name] = ratelimit.Limits{
-			RequestsPerMinute:     m.Share[capacity.Requests] + m.Headroom[capacity.Requests],
-			InputTokensPerMinute:  m.Share[capacity.InputTokens] + m.Headroom[capacity.InputTokens],
-			OutputTokensPerMinute: m.Share[capacity.OutputTokens] + m.Headroom[capacity.OutputTokens],
-		}
+		cfg.Allocations[m.Name] = ratelimit.LimitsOf(m.Share.Add(m.Headroom))
 	}
-	ctx, cancel := context.WithTimeout(ctx, signals.DefaultTimeout)
+	ctx, cancel := context.WithTimeout(ctx, redispool.DefaultTimeout)
 	defer cancel()
 	if err := ratelimit.WritePoolConfig(ctx, rdb, poolKey(s), cfg); err != nil {
 		setCondition(s.cc, capacityv1alpha1.ConditionRateLimited, metav1.ConditionUnknown, capacityv1alpha1.ReasonLimiterUnavailable,
@@ -278,17 +270,13 @@ func (v *limiterView) upstreamLimits() capacity.TierLimits {
 	if v == nil || !v.hasUp {
 		return capacity.TierLimits{}
 	}
-	limit := func(b ratelimit.UpstreamBucket) int64 {
-		if !b.Known || b.Limit <= 0 {
-			return 0
+	var limits dimension.Amounts
+	for d, b := range v.upstream.Buckets {
+		if b.Known && b.Limit > 0 {
+			limits[d] = b.Limit
 		}
-		return b.Limit
 	}
-	return capacity.TierLimits{
-		RequestsPerMinute:     limit(v.upstream.Requests),
-		InputTokensPerMinute:  limit(v.upstream.InputTokens),
-		OutputTokensPerMinute: limit(v.upstream.OutputTokens),
-	}
+	return capacity.TierLimitsOf(limits)
 }
 
 // checkLimitsDrift compares the declared limits with the ones the API reports: a

@@ -7,9 +7,9 @@ import (
 	"github.com/redis/go-redis/v9"
 	"k8s.io/apimachinery/pkg/types"
 
-	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
 	"github.com/claudecap/claudecap/pkg/capacity"
-	"github.com/claudecap/claudecap/pkg/signals"
+	"github.com/claudecap/claudecap/pkg/queue"
+	"github.com/claudecap/claudecap/pkg/redispool"
 )
 
 // memory is what the controller remembers about each ClaudeCapacity between reconciles
@@ -29,13 +29,12 @@ type workloadMemory struct {
 	failures int
 	// lastSignalError is the last failure's message, to emit an event only when it changes.
 	lastSignalError string
-	// passwords caches Redis passwords read from Secrets, and when each was read.
-	passwords map[capacityv1alpha1.SecretKeyRef]cachedPassword
-	// reader polls the queue over a connection shared with other workloads on the same
-	// Redis; it is rebuilt when the connection or the queue changes.
-	reader      *signals.Reader
-	readerConn  signals.Connection
-	readerQueue signals.Queue
+	// secrets caches credential values read from Secrets, and when each was read.
+	secrets secretCache
+	// source polls the queue (a Redis source over a connection shared with other
+	// workloads on the same server); it is reopened when its settings change.
+	source         queue.Source
+	sourceSettings queue.Settings
 
 	// limiter is the last limiter state read, through limiterRedis;
 	// publishedAt is when the pool config was last written.
@@ -65,20 +64,15 @@ type pollMark struct {
 	pause      string
 }
 
-type cachedPassword struct {
-	value string
-	read  time.Time
-}
-
-// leasedRedis is a shared client leased from the signals pool for one connection; it is
+// leasedRedis is a shared client leased from the Redis pool for one connection; it is
 // leased again when the connection (address, password, TLS, database) changes.
 type leasedRedis struct {
-	lease *signals.Lease
-	conn  signals.Connection
+	lease *redispool.Lease
+	conn  redispool.Connection
 }
 
 // client returns the client for want, leasing it from pool first if needed.
-func (l *leasedRedis) client(pool *signals.Pool, want signals.Connection) (*redis.Client, error) {
+func (l *leasedRedis) client(pool *redispool.Pool, want redispool.Connection) (*redis.Client, error) {
 	if l.lease == nil || l.conn != want {
 		l.release()
 		lease, err := pool.Acquire(want)
@@ -106,11 +100,11 @@ func (l *leasedRedis) release() {
 	}
 }
 
-// closeReader gives the reader's shared connection back.
-func (w *workloadMemory) closeReader() {
-	if w.reader != nil {
-		w.reader.Close()
-		w.reader = nil
+// closeSource closes the queue source (giving a shared connection back).
+func (w *workloadMemory) closeSource() {
+	if w.source != nil {
+		w.source.Close()
+		w.source, w.sourceSettings = nil, nil
 	}
 }
 
@@ -133,7 +127,7 @@ func (m *memory) get(key types.NamespacedName) *workloadMemory {
 }
 
 // reset forgets everything, as a restart of the operator would. Reconciles running now
-// keep the entries they hold; their readers are left open, since closing one under a
+// keep the entries they hold; their sources are left open, since closing one under a
 // running poll would pull it from under that reconcile (tests only).
 func (m *memory) reset() {
 	m.mu.Lock()
@@ -146,7 +140,7 @@ func (m *memory) forget(key types.NamespacedName) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if w, ok := m.items[key]; ok {
-		w.closeReader()
+		w.closeSource()
 		w.limiterRedis.release()
 	}
 	delete(m.items, key)

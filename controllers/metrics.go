@@ -8,6 +8,7 @@ import (
 
 	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
 	"github.com/claudecap/claudecap/pkg/capacity"
+	"github.com/claudecap/claudecap/pkg/dimension"
 )
 
 // controllerMetrics are served on the manager's metrics endpoint, labeled by the
@@ -71,8 +72,8 @@ func (m *controllerMetrics) observeDecision(cc *capacityv1alpha1.ClaudeCapacity,
 	m.backlog.With(l).Set(float64(d.Backlog))
 	m.inFlight.With(l).Set(float64(d.InFlight))
 	m.arrivals.With(l).Set(d.ArrivalsPerMinute)
-	for _, dim := range []capacity.Dimension{capacity.Requests, capacity.InputTokens, capacity.OutputTokens} {
-		m.allocation.With(prometheus.Labels{labelNamespace: cc.Namespace, labelName: cc.Name, "dimension": string(dim.LimitReason())}).
+	for _, dim := range dimension.All() {
+		m.allocation.With(prometheus.Labels{labelNamespace: cc.Namespace, labelName: cc.Name, "dimension": dim.Name()}).
 			Set(float64(a.Share[dim] + a.Headroom[dim]))
 	}
 }

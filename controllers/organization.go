@@ -13,8 +13,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
-	"github.com/claudecap/claudecap/internal/specplan"
+	"github.com/claudecap/claudecap/internal/specconv"
 	"github.com/claudecap/claudecap/pkg/capacity"
+	"github.com/claudecap/claudecap/pkg/dimension"
 	"github.com/claudecap/claudecap/pkg/ratelimit"
 )
 
@@ -146,9 +147,9 @@ func reserveFor(org *capacityv1alpha1.ClaudeOrganization, pc capacityv1alpha1.Pr
 	}
 	part := func(v int64) int64 { return v * int64(pct) / 100 }
 	return ratelimit.Limits{
-		RequestsPerMinute:     part(budget[capacity.Requests]),
-		InputTokensPerMinute:  part(budget[capacity.InputTokens]),
-		OutputTokensPerMinute: part(budget[capacity.OutputTokens]),
+		RequestsPerMinute:     part(budget[dimension.Requests]),
+		InputTokensPerMinute:  part(budget[dimension.InputTokens]),
+		OutputTokensPerMinute: part(budget[dimension.OutputTokens]),
 	}, true
 }
 
@@ -195,7 +196,7 @@ func memberClaim(catalog *capacity.Catalog, org *capacityv1alpha1.ClaudeOrganiza
 // organization, its priority and guaranteed replicas.
 func newClaim(org *capacityv1alpha1.ClaudeOrganization, cc *capacityv1alpha1.ClaudeCapacity, model capacity.Model, d capacity.Demand) capacity.Claim {
 	c := capacity.NewClaim(workloadName(cc), cc.Spec.WeightOrDefault(), d,
-		cc.Spec.Replicas.Min, cc.Spec.Replicas.Max, specplan.RequestProfile(cc.Spec.Traffic, model))
+		cc.Spec.Replicas.Min, cc.Spec.Replicas.Max, specconv.RequestProfile(cc.Spec.Traffic, model))
 	if org != nil {
 		pc, _ := priorityOf(org, cc)
 		c.Priority = pc.Value

@@ -27,8 +27,9 @@ import (
 
 	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
 	"github.com/claudecap/claudecap/pkg/capacity"
+	"github.com/claudecap/claudecap/pkg/dimension"
 	"github.com/claudecap/claudecap/pkg/ratelimit"
-	"github.com/claudecap/claudecap/pkg/signals"
+	"github.com/claudecap/claudecap/pkg/redispool"
 )
 
 // ClaudeOrganizationReconciler is the only writer of an organization's pools: for each model
@@ -41,8 +42,8 @@ type ClaudeOrganizationReconciler struct {
 	APIReader client.Reader
 	Recorder  events.EventRecorder
 	Catalog   *capacity.Catalog
-	// Signals shares Redis connections with the ClaudeCapacity controller.
-	Signals *signals.Pool
+	// Redis shares Redis clients with the ClaudeCapacity controller.
+	Redis *redispool.Pool
 	// OperatorNamespace is where the limiter's password Secret lives.
 	OperatorNamespace string
 
@@ -53,8 +54,8 @@ type ClaudeOrganizationReconciler struct {
 
 // orgMemory is what the controller keeps about one organization between reconciles.
 type orgMemory struct {
-	redis     leasedRedis
-	passwords map[capacityv1alpha1.SecretKeyRef]cachedPassword
+	redis   leasedRedis
+	secrets secretCache
 	// syncedAt and syncedGeneration are when the pools were last read and written, and the
 	// spec generation then; pools holds each class's last view and written config.
 	syncedAt         time.Time
@@ -228,12 +229,13 @@ func membershipKey(classes []*orgClass) string {
 // client leases a connection to the organization's limiter Redis.
 func (r *ClaudeOrganizationReconciler) client(ctx context.Context, org *capacityv1alpha1.ClaudeOrganization, mem *orgMemory) (*redis.Client, error) {
 	red := org.Spec.Limiter.Redis
-	password, err := readRedisPassword(ctx, r.APIReader, r.now(), &mem.passwords, r.OperatorNamespace, red.PasswordSecretRef)
+	secrets := labelledSecrets{reader: r.APIReader, namespace: r.OperatorNamespace, now: r.now(), cache: &mem.secrets}
+	password, err := secrets.redisPassword(ctx, red.PasswordSecretRef)
 	if err != nil {
 		return nil, err
 	}
-	return mem.redis.client(r.Signals,
-		signals.Connection{Address: red.Address, Password: password, TLS: red.TLS, Database: int(red.Database)})
+	return mem.redis.client(r.Redis,
+		redispool.Connection{Address: red.Address, Password: password, TLS: red.TLS, Database: int(red.Database)})
 }
 
 // readPool reads what the class's limiters observed: the API's last headers and every
@@ -241,7 +243,7 @@ func (r *ClaudeOrganizationReconciler) client(ctx context.Context, org *capacity
 func (r *ClaudeOrganizationReconciler) readPool(ctx context.Context, rdb *redis.Client, org *capacityv1alpha1.ClaudeOrganization,
 	class capacity.ModelClass) (*limiterView, error) {
 	pool := ratelimit.PoolKey{Organization: org.Name, Class: string(class)}
-	ctx, cancel := context.WithTimeout(ctx, signals.DefaultTimeout)
+	ctx, cancel := context.WithTimeout(ctx, redispool.DefaultTimeout)
 	defer cancel()
 	view := &limiterView{readAt: r.now()}
 	var err error
@@ -280,8 +282,7 @@ func (r *ClaudeOrganizationReconciler) split(org *capacityv1alpha1.ClaudeOrganiz
 	c.shares = &shares
 	b := shares.Budget
 	c.config = ratelimit.PoolConfig{
-		Limits: ratelimit.Limits{RequestsPerMinute: b[capacity.Requests], InputTokensPerMinute: b[capacity.InputTokens],
-			OutputTokensPerMinute: b[capacity.OutputTokens]},
+		Limits:      ratelimit.LimitsOf(b),
 		Allocations: make(map[string]ratelimit.Limits, len(shares.Members)),
 		Reserves:    map[string]ratelimit.Limits{},
 		OutputRule:  outputRuleOf(org.Spec.Limits.OutputAccounting),
@@ -304,18 +305,14 @@ func derefPlanLimits(l *capacity.PlanLimits) capacity.PlanLimits {
 }
 
 func allocationLimits(a capacity.Allocation) ratelimit.Limits {
-	return ratelimit.Limits{
-		RequestsPerMinute:     a.Share[capacity.Requests] + a.Headroom[capacity.Requests],
-		InputTokensPerMinute:  a.Share[capacity.InputTokens] + a.Headroom[capacity.InputTokens],
-		OutputTokensPerMinute: a.Share[capacity.OutputTokens] + a.Headroom[capacity.OutputTokens],
-	}
+	return ratelimit.LimitsOf(a.Share.Add(a.Headroom))
 }
 
 // writePool writes the class's pool config unless Redis already holds exactly it, so a
 // pool is written once per change (and again after Redis lost it).
 func (r *ClaudeOrganizationReconciler) writePool(ctx context.Context, rdb *redis.Client, org *capacityv1alpha1.ClaudeOrganization, c *orgClass) error {
 	pool := ratelimit.PoolKey{Organization: org.Name, Class: string(c.class)}
-	ctx, cancel := context.WithTimeout(ctx, signals.DefaultTimeout)
+	ctx, cancel := context.WithTimeout(ctx, redispool.DefaultTimeout)
 	defer cancel()
 	have, err := ratelimit.ReadPoolConfig(ctx, rdb, pool)
 	if err == nil {
@@ -393,8 +390,8 @@ func (r *ClaudeOrganizationReconciler) report(ctx context.Context, org *capacity
 		}
 		if c.shares != nil {
 			b := c.shares.Budget
-			cs.Budget = capacityv1alpha1.RateStatus{RequestsPerMinute: b[capacity.Requests], InputTokensPerMinute: b[capacity.InputTokens],
-				OutputTokensPerMinute: b[capacity.OutputTokens]}
+			cs.Budget = capacityv1alpha1.RateStatus{RequestsPerMinute: b[dimension.Requests], InputTokensPerMinute: b[dimension.InputTokens],
+				OutputTokensPerMinute: b[dimension.OutputTokens]}
 			cs.Members = memberStatuses(org, c)
 		}
 		st.Classes = append(st.Classes, cs)
@@ -545,8 +542,8 @@ func (r *ClaudeOrganizationReconciler) SetupWithManager(mgr ctrl.Manager) error 
 	if r.APIReader == nil {
 		r.APIReader = mgr.GetAPIReader()
 	}
-	if r.Signals == nil {
-		r.Signals = signals.NewPool(signals.PoolOptions{})
+	if r.Redis == nil {
+		r.Redis = redispool.New(redispool.Options{})
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&capacityv1alpha1.ClaudeOrganization{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).

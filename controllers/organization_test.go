@@ -73,7 +73,7 @@ func sonnetLimits(rpm, itpm, otpm int64) *capacityv1alpha1.ClassLimits {
 // joins makes a ClaudeCapacity a member of the organization.
 func joins(org string) func(*capacityv1alpha1.ClaudeCapacity) {
 	return func(cc *capacityv1alpha1.ClaudeCapacity) {
-		cc.Spec.Limits = nil
+		cc.Spec.Limits, cc.Spec.Limiter = nil, nil
 		cc.Spec.OrganizationRef = &capacityv1alpha1.OrganizationRef{Name: org}
 	}
 }

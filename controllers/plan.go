@@ -9,7 +9,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
-	"github.com/claudecap/claudecap/internal/specplan"
+	"github.com/claudecap/claudecap/internal/specconv"
 	"github.com/claudecap/claudecap/pkg/capacity"
 )
 
@@ -28,7 +28,7 @@ func (r *ClaudeCapacityReconciler) plan(_ context.Context, s *scope) (ctrl.Resul
 	pool := poolKeyFor(cc, model.Class)
 	cc.Status.Pool = pool.Organization + "/" + pool.Class
 
-	in := specplan.PlanInput(cc.Spec)
+	in := specconv.PlanInput(cc.Spec)
 	if cc.Spec.OrganizationRef != nil {
 		// A member's limits and headroom are the organization's; an unbound member has none.
 		in.Limits = nil

@@ -42,11 +42,15 @@ func queued(ns, name, addr, list string) *capacityv1alpha1.ClaudeCapacity {
 	cc.Spec.Traffic = capacityv1alpha1.Traffic{RequestsPerMinute: 30, AvgInputTokens: 500, AvgOutputTokens: 200}
 	cc.Spec.Worker.RequestsPerMinutePerReplica = 30
 	cc.Spec.Queue = &capacityv1alpha1.Queue{
-		Redis:              capacityv1alpha1.RedisConnection{Address: addr},
-		List:               list,
-		ProcessingList:     list + ":processing",
+		Redis: &capacityv1alpha1.RedisQueue{
+			RedisConnection: capacityv1alpha1.RedisConnection{Address: addr},
+			List:            list,
+			ProcessingList:  list + ":processing",
+		},
 		TargetDrainSeconds: 120,
 	}
+	// The private pool's limiter shares the queue's server (explicitly: it is never assumed).
+	cc.Spec.Limiter = &capacityv1alpha1.Limiter{Redis: capacityv1alpha1.RedisConnection{Address: addr}}
 	cc.Spec.Replicas = capacityv1alpha1.Replicas{Min: 0, Max: 100}
 	cc.Spec.Behavior = fastBehavior()
 	cc.Spec.PollIntervalSeconds = 1

@@ -9,7 +9,7 @@ import (
 
 	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
 	"github.com/claudecap/claudecap/pkg/capacity"
-	"github.com/claudecap/claudecap/pkg/signals"
+	"github.com/claudecap/claudecap/pkg/redispool"
 )
 
 // Options configure the operator's controllers.
@@ -21,8 +21,9 @@ type Options struct {
 	OperatorNamespace string
 	// MaxConcurrentReconciles of the ClaudeCapacity controller (default 4).
 	MaxConcurrentReconciles int
-	// Signals is the shared Redis connection pool (default: a new one).
-	Signals *signals.Pool
+	// Redis is the shared Redis client pool of queue sources and limiter connections
+	// (default: a new one).
+	Redis *redispool.Pool
 }
 
 // Controllers are the operator's reconcilers, as Setup registered them.
@@ -37,8 +38,8 @@ func Setup(mgr ctrl.Manager, opts Options) (*Controllers, error) {
 	if opts.Catalog == nil {
 		opts.Catalog = capacity.DefaultCatalog()
 	}
-	if opts.Signals == nil {
-		opts.Signals = signals.NewPool(signals.PoolOptions{})
+	if opts.Redis == nil {
+		opts.Redis = redispool.New(redispool.Options{})
 	}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &capacityv1alpha1.ClaudeCapacity{}, orgIndexKey,
 		func(obj client.Object) []string {
@@ -54,7 +55,7 @@ func Setup(mgr ctrl.Manager, opts Options) (*Controllers, error) {
 			Client:                  mgr.GetClient(),
 			Recorder:                mgr.GetEventRecorder("claudecap"),
 			Catalog:                 opts.Catalog,
-			Signals:                 opts.Signals,
+			Redis:                   opts.Redis,
 			OperatorNamespace:       opts.OperatorNamespace,
 			MaxConcurrentReconciles: opts.MaxConcurrentReconciles,
 		},
@@ -62,7 +63,7 @@ func Setup(mgr ctrl.Manager, opts Options) (*Controllers, error) {
 			Client:            mgr.GetClient(),
 			Recorder:          mgr.GetEventRecorder("claudecap"),
 			Catalog:           opts.Catalog,
-			Signals:           opts.Signals,
+			Redis:             opts.Redis,
 			OperatorNamespace: opts.OperatorNamespace,
 		},
 	}

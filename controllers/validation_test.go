@@ -29,12 +29,40 @@ func validClaudeCapacity(ns, name string) *capacityv1alpha1.ClaudeCapacity {
 			Limits:         &capacityv1alpha1.Limits{Tier: capacityv1alpha1.Tier2},
 			Traffic:        capacityv1alpha1.Traffic{RequestsPerMinute: 100, AvgInputTokens: 500, AvgOutputTokens: 200},
 			Worker:         capacityv1alpha1.Worker{RequestsPerMinutePerReplica: 10},
-			Queue: &capacityv1alpha1.Queue{
-				Redis: capacityv1alpha1.RedisConnection{Address: "127.0.0.1:6379"},
-				List:  "jobs",
-			},
+			Queue: &capacityv1alpha1.Queue{Redis: &capacityv1alpha1.RedisQueue{
+				RedisConnection: capacityv1alpha1.RedisConnection{Address: "127.0.0.1:6379"},
+				List:            "jobs",
+			}},
 			Replicas: capacityv1alpha1.Replicas{Min: 0, Max: 10},
 		},
+	}
+}
+
+// validSQS is an SQS queue on AWS.
+func validSQS() *capacityv1alpha1.SQSQueue {
+	return &capacityv1alpha1.SQSQueue{QueueURL: "https://sqs.eu-west-1.amazonaws.com/123456789012/jobs", Region: "eu-west-1",
+		CredentialsSecretRef: capacityv1alpha1.SecretRef{Name: "aws"}}
+}
+
+// SQS queues on AWS, behind an https endpoint, and on loopback over plain http are all
+// accepted: the rule refuses only plain http off loopback.
+func TestAPIServerAcceptsSQSQueues(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	for i, edit := range []func(*capacityv1alpha1.SQSQueue){
+		func(*capacityv1alpha1.SQSQueue) {},
+		func(q *capacityv1alpha1.SQSQueue) { q.Endpoint = "https://sqs-compatible.example:8443" },
+		func(q *capacityv1alpha1.SQSQueue) {
+			q.QueueURL, q.Endpoint = "http://127.0.0.1:9324/queue/jobs", "http://127.0.0.1:9324"
+		},
+		func(q *capacityv1alpha1.SQSQueue) {
+			q.QueueURL, q.Endpoint = "http://localhost:9324/queue/jobs", "http://[::1]:9324"
+		},
+	} {
+		cc := validClaudeCapacity(ns, fmt.Sprintf("sqs-%d", i))
+		cc.Spec.Queue.Redis, cc.Spec.Queue.SQS = nil, validSQS()
+		edit(cc.Spec.Queue.SQS)
+		g.Expect(k8sClient.Create(context.Background(), cc)).To(Succeed(), "%+v", cc.Spec.Queue.SQS)
 	}
 }
 
@@ -51,17 +79,50 @@ func TestAPIServerRefusesInvalidClaudeCapacities(t *testing.T) {
 			"spec.headroomPercent: Invalid value: -1: spec.headroomPercent in body should be greater than or equal to 1"},
 		{"headroom over 100", func(s *capacityv1alpha1.ClaudeCapacitySpec) { s.HeadroomPercent = 101 },
 			"spec.headroomPercent in body should be less than or equal to 100"},
-		{"list and stream", func(s *capacityv1alpha1.ClaudeCapacitySpec) { s.Queue.Stream = "jobs"; s.Queue.ConsumerGroup = "g" },
-			"set exactly one of queue.list or queue.stream"},
-		{"neither list nor stream", func(s *capacityv1alpha1.ClaudeCapacitySpec) { s.Queue.List = "" },
-			"set exactly one of queue.list or queue.stream"},
-		{"consumer group with a list", func(s *capacityv1alpha1.ClaudeCapacitySpec) { s.Queue.ConsumerGroup = "workers" },
-			"queue.consumerGroup applies only to queue.stream"},
-		{"stream without consumer group", func(s *capacityv1alpha1.ClaudeCapacitySpec) { s.Queue.List = ""; s.Queue.Stream = "jobs" },
-			"queue.stream needs queue.consumerGroup"},
+		{"no queue source", func(s *capacityv1alpha1.ClaudeCapacitySpec) { s.Queue.Redis = nil },
+			"set exactly one queue source: queue.redis or queue.sqs"},
+		{"redis and sqs", func(s *capacityv1alpha1.ClaudeCapacitySpec) { s.Queue.SQS = validSQS() },
+			"set exactly one queue source: queue.redis or queue.sqs"},
+		{"list and stream", func(s *capacityv1alpha1.ClaudeCapacitySpec) {
+			s.Queue.Redis.Stream = "jobs"
+			s.Queue.Redis.ConsumerGroup = "g"
+		},
+			"set exactly one of queue.redis.list or queue.redis.stream"},
+		{"neither list nor stream", func(s *capacityv1alpha1.ClaudeCapacitySpec) { s.Queue.Redis.List = "" },
+			"set exactly one of queue.redis.list or queue.redis.stream"},
+		{"consumer group with a list", func(s *capacityv1alpha1.ClaudeCapacitySpec) { s.Queue.Redis.ConsumerGroup = "workers" },
+			"queue.redis.consumerGroup applies only to queue.redis.stream"},
+		{"stream without consumer group", func(s *capacityv1alpha1.ClaudeCapacitySpec) { s.Queue.Redis.List = ""; s.Queue.Redis.Stream = "jobs" },
+			"queue.redis.stream needs queue.redis.consumerGroup"},
 		{"processing list with a stream", func(s *capacityv1alpha1.ClaudeCapacitySpec) {
-			s.Queue.List, s.Queue.Stream, s.Queue.ConsumerGroup, s.Queue.ProcessingList = "", "jobs", "g", "busy"
-		}, "queue.processingList applies only to queue.list"},
+			s.Queue.Redis.List, s.Queue.Redis.Stream, s.Queue.Redis.ConsumerGroup, s.Queue.Redis.ProcessingList = "", "jobs", "g", "busy"
+		}, "queue.redis.processingList applies only to queue.redis.list"},
+		{"sqs endpoint over plain http", func(s *capacityv1alpha1.ClaudeCapacitySpec) {
+			s.Queue.Redis, s.Queue.SQS = nil, validSQS()
+			s.Queue.SQS.Endpoint = "http://10.0.0.5:9324"
+		}, "queue.sqs.endpoint must be an https URL, or http on loopback (127.0.0.1, ::1, localhost)"},
+		{"sqs endpoint on a host named like loopback", func(s *capacityv1alpha1.ClaudeCapacitySpec) {
+			s.Queue.Redis, s.Queue.SQS = nil, validSQS()
+			s.Queue.SQS.Endpoint = "http://127.0.0.1.evil.example:9324"
+		}, "queue.sqs.endpoint must be an https URL"},
+		{"sqs queue URL over plain http", func(s *capacityv1alpha1.ClaudeCapacitySpec) {
+			s.Queue.Redis, s.Queue.SQS = nil, validSQS()
+			s.Queue.SQS.QueueURL = "http://sqs.internal/1/jobs"
+		}, "queue.sqs.queueURL must be an https URL, or http on loopback"},
+		{"sqs queue URL not a URL", func(s *capacityv1alpha1.ClaudeCapacitySpec) {
+			s.Queue.Redis, s.Queue.SQS = nil, validSQS()
+			s.Queue.SQS.QueueURL = "jobs"
+		}, "queue.sqs.queueURL must be an https URL"},
+		{"sqs region that is a host name", func(s *capacityv1alpha1.ClaudeCapacitySpec) {
+			s.Queue.Redis, s.Queue.SQS = nil, validSQS()
+			s.Queue.SQS.Region = "evil.example/"
+		}, "spec.queue.sqs.region in body should match"},
+		{"sqs without a credentials Secret", func(s *capacityv1alpha1.ClaudeCapacitySpec) {
+			s.Queue.Redis, s.Queue.SQS = nil, validSQS()
+			s.Queue.SQS.CredentialsSecretRef.Name = ""
+		}, "spec.queue.sqs.credentialsSecretRef.name in body should be at least 1 chars long"},
+		{"limiter without an address", func(s *capacityv1alpha1.ClaudeCapacitySpec) { s.Limiter = &capacityv1alpha1.Limiter{} },
+			"spec.limiter.redis.address in body should be at least 3 chars long"},
 		{"no tier and no explicit limits", func(s *capacityv1alpha1.ClaudeCapacitySpec) {
 			s.Limits = &capacityv1alpha1.Limits{RequestsPerMinute: ptr.To[int64](50)}
 		}, "limits need a tier, or all three of requestsPerMinute, inputTokensPerMinute and outputTokensPerMinute"},
@@ -92,7 +153,7 @@ func TestAPIServerRefusesInvalidClaudeCapacities(t *testing.T) {
 			"set exactly one of limits (a private pool of one) or organizationRef"},
 		{"own limiter in an organization", func(s *capacityv1alpha1.ClaudeCapacitySpec) {
 			s.Limits, s.OrganizationRef = nil, &capacityv1alpha1.OrganizationRef{Name: "acme-prod"}
-			s.Limiter = &capacityv1alpha1.Limiter{Redis: &capacityv1alpha1.RedisConnection{Address: "10.0.0.1:6379"}}
+			s.Limiter = &capacityv1alpha1.Limiter{Redis: capacityv1alpha1.RedisConnection{Address: "10.0.0.1:6379"}}
 		}, "limiter applies only to a private pool"},
 		{"priority class in a private pool", func(s *capacityv1alpha1.ClaudeCapacitySpec) { s.PriorityClassName = "interactive" },
 			"priorityClassName needs organizationRef"},

@@ -250,15 +250,43 @@ type RedisConnection struct {
 	Database int32 `json:"database,omitempty"`
 }
 
-// Queue says where the backlog lives: a Redis list or a Redis stream with a consumer group.
-// +kubebuilder:validation:XValidation:rule="has(self.list) != has(self.stream)",message="set exactly one of queue.list or queue.stream"
-// +kubebuilder:validation:XValidation:rule="!has(self.consumerGroup) || has(self.stream)",message="queue.consumerGroup applies only to queue.stream"
-// +kubebuilder:validation:XValidation:rule="!has(self.stream) || has(self.consumerGroup)",message="queue.stream needs queue.consumerGroup"
-// +kubebuilder:validation:XValidation:rule="!has(self.processingList) || has(self.list)",message="queue.processingList applies only to queue.list"
-type Queue struct {
-	// redis is the server that holds the queue.
+// SecretRef names a Secret in the ClaudeCapacity's namespace.
+type SecretRef struct {
+	// name of the Secret.
 	// +required
-	Redis RedisConnection `json:"redis"`
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+}
+
+// Queue says where the backlog lives: exactly one source, redis or sqs, and how quickly a
+// backlog should be worked off.
+// +kubebuilder:validation:XValidation:rule="[has(self.redis), has(self.sqs)].exists_one(x, x)",message="set exactly one queue source: queue.redis or queue.sqs"
+type Queue struct {
+	// redis is a Redis list or a Redis stream read by a consumer group.
+	// +optional
+	Redis *RedisQueue `json:"redis,omitempty"`
+
+	// sqs is an Amazon SQS queue (or one of an SQS-compatible server).
+	// +optional
+	SQS *SQSQueue `json:"sqs,omitempty"`
+
+	// targetDrainSeconds is how quickly a backlog should be worked off. Default 120.
+	// +optional
+	// +kubebuilder:default=120
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=86400
+	TargetDrainSeconds int32 `json:"targetDrainSeconds,omitempty"`
+}
+
+// RedisQueue is a Redis list or stream and the server that holds it.
+// +kubebuilder:validation:XValidation:rule="has(self.list) != has(self.stream)",message="set exactly one of queue.redis.list or queue.redis.stream"
+// +kubebuilder:validation:XValidation:rule="!has(self.consumerGroup) || has(self.stream)",message="queue.redis.consumerGroup applies only to queue.redis.stream"
+// +kubebuilder:validation:XValidation:rule="!has(self.stream) || has(self.consumerGroup)",message="queue.redis.stream needs queue.redis.consumerGroup"
+// +kubebuilder:validation:XValidation:rule="!has(self.processingList) || has(self.list)",message="queue.redis.processingList applies only to queue.redis.list"
+type RedisQueue struct {
+	// The server: address, passwordSecretRef, tls, database.
+	RedisConnection `json:",inline"`
 
 	// list is the Redis list of pending jobs; backlog = LLEN.
 	// +optional
@@ -280,20 +308,66 @@ type Queue struct {
 	// +optional
 	// +kubebuilder:validation:MinLength=1
 	ConsumerGroup string `json:"consumerGroup,omitempty"`
-
-	// targetDrainSeconds is how quickly a backlog should be worked off. Default 120.
-	// +optional
-	// +kubebuilder:default=120
-	// +kubebuilder:validation:Minimum=1
-	// +kubebuilder:validation:Maximum=86400
-	TargetDrainSeconds int32 `json:"targetDrainSeconds,omitempty"`
 }
 
-// Limiter says where the pods' shared rate limiter keeps the pool's state.
-type Limiter struct {
-	// redis is the limiter's server. Defaults to the queue's.
+// LabelSQSCredentials marks a Secret whose keys may be used as AWS credentials for an SQS
+// queue: the controller reads a credentialsSecretRef only from a Secret labelled with it set
+// to "true", for the same reason as LabelRedisCredentials.
+const LabelSQSCredentials = "capacity.claudecap.io/sqs-credentials"
+
+// The keys of an SQS credentials Secret, named like the AWS SDKs' environment variables.
+const (
+	// SQSAccessKeyIDKey holds the access key id (required).
+	SQSAccessKeyIDKey = "AWS_ACCESS_KEY_ID"
+	// SQSSecretAccessKeyKey holds the secret access key (required).
+	SQSSecretAccessKeyKey = "AWS_SECRET_ACCESS_KEY" //nolint:gosec // a key name in a Secret, not a credential
+	// SQSSessionTokenKey holds a session token for temporary credentials (optional).
+	SQSSessionTokenKey = "AWS_SESSION_TOKEN" //nolint:gosec // a key name in a Secret, not a credential
+)
+
+// SQSQueue is an Amazon SQS queue: backlog = ApproximateNumberOfMessages (visible
+// messages), in-flight = ApproximateNumberOfMessagesNotVisible (received, not deleted).
+// Every URL must be https, or http on loopback (127.0.0.1, ::1, localhost): the controller
+// sends signed requests to them from inside the cluster.
+// +kubebuilder:validation:XValidation:rule="isURL(self.queueURL) && (url(self.queueURL).getScheme() == 'https' || (url(self.queueURL).getScheme() == 'http' && url(self.queueURL).getHostname() in ['127.0.0.1', '::1', 'localhost']))",message="queue.sqs.queueURL must be an https URL, or http on loopback (127.0.0.1, ::1, localhost)"
+// +kubebuilder:validation:XValidation:rule="!has(self.endpoint) || (isURL(self.endpoint) && (url(self.endpoint).getScheme() == 'https' || (url(self.endpoint).getScheme() == 'http' && url(self.endpoint).getHostname() in ['127.0.0.1', '::1', 'localhost'])))",message="queue.sqs.endpoint must be an https URL, or http on loopback (127.0.0.1, ::1, localhost)"
+type SQSQueue struct {
+	// queueURL is the queue's URL, for example
+	// https://sqs.eu-west-1.amazonaws.com/123456789012/jobs.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	QueueURL string `json:"queueURL"`
+
+	// region is the AWS region of the queue, for example eu-west-1. It signs the requests
+	// and, without endpoint, picks the regional SQS endpoint.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]+(-[a-z0-9]+)*$`
+	Region string `json:"region"`
+
+	// endpoint overrides the SQS endpoint, for an SQS-compatible server or a VPC endpoint.
+	// Default: the region's public endpoint.
 	// +optional
-	Redis *RedisConnection `json:"redis,omitempty"`
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	Endpoint string `json:"endpoint,omitempty"`
+
+	// credentialsSecretRef names the Secret with the AWS credentials: AWS_ACCESS_KEY_ID,
+	// AWS_SECRET_ACCESS_KEY and optionally AWS_SESSION_TOKEN. The Secret must be labelled
+	// capacity.claudecap.io/sqs-credentials=true: others are never read. The operator's own
+	// AWS identity is never used for a workload's queue.
+	// +required
+	CredentialsSecretRef SecretRef `json:"credentialsSecretRef"`
+}
+
+// Limiter says where the pods' shared rate limiter keeps a private pool's state.
+type Limiter struct {
+	// redis is the limiter's server. Without it the workload has no shared limiter: usage
+	// is not observed and the pool's limits are not published (RateLimited says so).
+	// +required
+	Redis RedisConnection `json:"redis"`
 }
 
 // Replicas bounds the target's replica count.
@@ -439,8 +513,9 @@ type ClaudeCapacitySpec struct {
 	// +optional
 	Queue *Queue `json:"queue,omitempty"`
 
-	// limiter says where a private pool's shared limiter keeps its state. Members of an
-	// organization use the organization's limiter.
+	// limiter says where a private pool's shared limiter keeps its state. Without it a
+	// private pool has no shared limiter (the queue's server is never assumed). Members of
+	// an organization use the organization's limiter.
 	// +optional
 	Limiter *Limiter `json:"limiter,omitempty"`
 

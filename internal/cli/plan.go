@@ -16,7 +16,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
-	"github.com/claudecap/claudecap/internal/specplan"
+	"github.com/claudecap/claudecap/internal/specconv"
 	"github.com/claudecap/claudecap/pkg/capacity"
 	"github.com/claudecap/claudecap/pkg/loadtest"
 )
@@ -196,7 +196,7 @@ func (o *planOptions) planInput(cmd *cobra.Command) (capacity.PlanInput, error) 
 		if err != nil {
 			return capacity.PlanInput{}, err
 		}
-		in = specplan.PlanInput(cc.Spec)
+		in = specconv.PlanInput(cc.Spec)
 	}
 	if o.loadtest != "" {
 		if err := overlayLoadtest(&in, o.loadtest); err != nil {

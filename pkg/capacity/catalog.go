@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/claudecap/claudecap/pkg/dimension"
 )
 
 // builtinCatalogYAML is the dated data the planner and the controller use when the user gives
@@ -46,6 +48,20 @@ type TierLimits struct {
 	InputTokensPerMinute int64 `json:"inputTokensPerMinute"`
 	// OutputTokensPerMinute is the output-token limit (OTPM).
 	OutputTokensPerMinute int64 `json:"outputTokensPerMinute"`
+}
+
+// Amounts returns the limits per dimension.
+func (l TierLimits) Amounts() PerDimension {
+	return PerDimension{
+		dimension.Requests: l.RequestsPerMinute, dimension.InputTokens: l.InputTokensPerMinute, dimension.OutputTokens: l.OutputTokensPerMinute,
+	}
+}
+
+// TierLimitsOf returns the limits whose Amounts are a.
+func TierLimitsOf(a PerDimension) TierLimits {
+	return TierLimits{
+		RequestsPerMinute: a[dimension.Requests], InputTokensPerMinute: a[dimension.InputTokens], OutputTokensPerMinute: a[dimension.OutputTokens],
+	}
 }
 
 // Prices are a model's list prices in US dollars per million tokens.

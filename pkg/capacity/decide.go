@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/claudecap/claudecap/pkg/dimension"
 )
 
 // LimitReason names the term that binds a ClaudeCapacity's recommendation (status.limitedBy).
@@ -275,7 +277,7 @@ func (d Decision) explain(in DecisionInput, p paced) string {
 	case RestraintScaleDownDisabled:
 		fmt.Fprintf(&b, "; scale-down is disabled, holding %d", d.DesiredReplicas)
 	case RestraintWorkInFlight:
-		fmt.Fprintf(&b, "; scale-down held at %d while %s jobs are in flight", d.DesiredReplicas, formatCount(dem.InFlight))
+		fmt.Fprintf(&b, "; scale-down held at %d while %s jobs are in flight", d.DesiredReplicas, dimension.FormatCount(dem.InFlight))
 	}
 	if d.Restraint != RestraintNone && d.DesiredReplicas < p.replicas {
 		fmt.Fprintf(&b, " (cut to the ceiling of %d)", d.DesiredReplicas)
@@ -292,10 +294,10 @@ func explainDemand(dem Demand) string {
 		return "nothing queued, in flight or arriving"
 	}
 	s := fmt.Sprintf("%s arrivals/min + %s queued over %v = %s requests/min at %s per replica",
-		formatRate(dem.ArrivalsPerMinute), formatCount(dem.Backlog), dem.DrainTime,
+		formatRate(dem.ArrivalsPerMinute), dimension.FormatCount(dem.Backlog), dem.DrainTime,
 		formatRate(dem.RequiredPerMinute), formatRate(dem.ThroughputPerReplica))
 	if dem.InFlight > 0 {
-		s += fmt.Sprintf(", %s in flight", formatCount(dem.InFlight))
+		s += fmt.Sprintf(", %s in flight", dimension.FormatCount(dem.InFlight))
 	}
 	return s
 }
@@ -307,12 +309,12 @@ func explainCap(a Allocation) string {
 	var s string
 	if a.CapReason() == LimitedByPoolShare {
 		s = fmt.Sprintf("pool share of %s %s of %s per minute at weight %d of %d", dim,
-			formatCount(a.Share[dim]+a.Headroom[dim]), formatCount(a.Budget[dim]), a.Weight, a.PoolWeight)
+			dimension.FormatCount(a.Share[dim]+a.Headroom[dim]), dimension.FormatCount(a.Budget[dim]), a.Weight, a.PoolWeight)
 	} else {
 		s = fmt.Sprintf("%s %s/%s per minute at %d%% headroom", dim,
-			formatCount(a.Budget[dim]), formatCount(a.Pool.Limits[dim]), a.Pool.HeadroomPercent)
+			dimension.FormatCount(a.Budget[dim]), dimension.FormatCount(a.Pool.Limits[dim]), a.Pool.HeadroomPercent)
 		if ext := a.Pool.ExternalUsage[dim]; ext > 0 {
-			s += fmt.Sprintf(" less %s used outside the pool", formatCount(ext))
+			s += fmt.Sprintf(" less %s used outside the pool", dimension.FormatCount(ext))
 		}
 	}
 	if a.Partial {
@@ -343,29 +345,11 @@ func clampReplicas(v, lo, hi int32) int32 {
 	return max(lo, min(v, hi))
 }
 
-// formatCount writes n with thousands separators: 81000 -> "81,000".
-func formatCount(n int64) string {
-	s := strconv.FormatInt(n, 10)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	if neg {
-		b.WriteByte('-')
-	}
-	for i, r := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
-}
-
 // formatRate writes a per-minute rate: whole numbers with separators, small ones with one
 // decimal.
 func formatRate(x float64) string {
 	if x >= 100 || x == math.Trunc(x) {
-		return formatCount(int64(math.Round(x)))
+		return dimension.FormatCount(int64(math.Round(x)))
 	}
 	return strconv.FormatFloat(x, 'f', 1, 64)
 }

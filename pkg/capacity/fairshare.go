@@ -7,51 +7,18 @@ import (
 	"math"
 	"math/bits"
 	"slices"
+
+	"github.com/claudecap/claudecap/pkg/dimension"
 )
 
-// Dimension is one of the three quantities Anthropic limits per minute for a model class.
-type Dimension int
+// PerDimension holds one per-minute amount for each limited dimension, indexed by
+// dimension.Dimension: limits, budgets, shares.
+type PerDimension = dimension.Amounts
 
-// The three rate-limited dimensions, in the order PerDimension stores them.
-const (
-	// Requests counts API calls (RPM).
-	Requests Dimension = iota
-	// InputTokens counts input tokens the way the ITPM limit does: input_tokens plus
-	// cache_creation_input_tokens; cache reads are excluded for current models.
-	InputTokens
-	// OutputTokens counts generated tokens (OTPM).
-	OutputTokens
-
-	numDimensions = 3
-)
-
-// String returns the dimension in the words messages use ("output tokens").
-func (d Dimension) String() string {
-	switch d {
-	case Requests:
-		return "requests"
-	case InputTokens:
-		return "input tokens"
-	case OutputTokens:
-		return "output tokens"
-	}
-	return fmt.Sprintf("dimension(%d)", int(d))
+// dimensionReason returns the limitedBy value that names a dimension: its table name.
+func dimensionReason(d dimension.Dimension) LimitReason {
+	return LimitReason(d.Name())
 }
-
-// LimitReason returns the limitedBy value that names this dimension.
-func (d Dimension) LimitReason() LimitReason {
-	switch d {
-	case Requests:
-		return LimitedByRequests
-	case InputTokens:
-		return LimitedByInputTokens
-	default:
-		return LimitedByOutputTokens
-	}
-}
-
-// PerDimension holds one per-minute amount for each Dimension, indexed by it.
-type PerDimension [numDimensions]int64
 
 // Limits on inputs, so that products and sums below stay exact in int64 and float64.
 const (
@@ -82,16 +49,16 @@ func (p Pool) Budget() (PerDimension, error) {
 		return PerDimension{}, fmt.Errorf("headroom %d%% is outside 1..100", p.HeadroomPercent)
 	}
 	var b PerDimension
-	for i, limit := range p.Limits {
-		d := Dimension(i)
+	for _, d := range dimension.All() {
+		limit := p.Limits[d]
 		if limit <= 0 || limit > MaxPerMinute {
 			return PerDimension{}, fmt.Errorf("%s limit %d per minute is outside 1..%d", d, limit, MaxPerMinute)
 		}
-		ext := p.ExternalUsage[i]
+		ext := p.ExternalUsage[d]
 		if ext < 0 || ext > MaxPerMinute {
 			return PerDimension{}, fmt.Errorf("external %s usage %d per minute is outside 0..%d", d, ext, MaxPerMinute)
 		}
-		b[i] = max(0, limit*int64(p.HeadroomPercent)/100-ext)
+		b[d] = max(0, limit*int64(p.HeadroomPercent)/100-ext)
 	}
 	return b, nil
 }
@@ -104,6 +71,20 @@ type RequestProfile struct {
 	InputTokens float64
 	// OutputTokens per request.
 	OutputTokens float64
+}
+
+// perRequest returns what one request costs in dimension d. It panics for a dimension the
+// profile has no field for, so that a new dimension cannot pass as free.
+func (p RequestProfile) perRequest(d dimension.Dimension) float64 {
+	switch d {
+	case dimension.Requests:
+		return 1
+	case dimension.InputTokens:
+		return p.InputTokens
+	case dimension.OutputTokens:
+		return p.OutputTokens
+	}
+	panic(fmt.Sprintf("request profile has no amount for %s", d))
 }
 
 // Claim is one pool member's request for a share of the budget.
@@ -129,9 +110,12 @@ type Claim struct {
 }
 
 // perReplica returns what one replica of the member consumes per minute in each dimension.
-func (c Claim) perReplica() [numDimensions]float64 {
-	mu := c.ThroughputPerReplica
-	return [numDimensions]float64{mu, mu * c.Profile.InputTokens, mu * c.Profile.OutputTokens}
+func (c Claim) perReplica() dimension.Rates {
+	var r dimension.Rates
+	for _, d := range dimension.All() {
+		r[d] = c.ThroughputPerReplica * c.Profile.perRequest(d)
+	}
+	return r
 }
 
 func (c Claim) validate() error {
@@ -175,13 +159,13 @@ type Allocation struct {
 	// before the next decision. Shares plus headrooms of a pool never exceed its budget.
 	Headroom PerDimension
 	// PerReplica is one replica's consumption per minute in each dimension.
-	PerReplica [numDimensions]float64
+	PerReplica dimension.Rates
 	// CapReplicas is how many replicas fit in Share + Headroom in every dimension.
 	CapReplicas int32
 	// SoloCapReplicas is how many replicas would fit if the member had the whole budget.
 	SoloCapReplicas int32
 	// Binding is the dimension with the fewest replicas' worth of Share + Headroom.
-	Binding Dimension
+	Binding dimension.Dimension
 	// Partial is true when Share + Headroom holds less than one replica but more than none
 	// in every dimension, and CapReplicas was raised to 1: one replica paced by the shared
 	// limiter beats a queue that never drains.
@@ -198,7 +182,7 @@ func (a Allocation) CapReason() LimitReason {
 	if a.CapReplicas < a.SoloCapReplicas {
 		return LimitedByPoolShare
 	}
-	return a.Binding.LimitReason()
+	return dimensionReason(a.Binding)
 }
 
 // PoolAllocation is the split of one pool's budget.
@@ -270,7 +254,7 @@ func FairShare(pool Pool, claims []Claim) (PoolAllocation, error) {
 	n := len(claims)
 	m := splitMembers{
 		weights:    make([]int64, n),
-		perReplica: make([][numDimensions]float64, n),
+		perReplica: make([]dimension.Rates, n),
 		replicas:   make([]int32, n),
 	}
 	want := make([]PerDimension, n)       // each member's whole claim
@@ -324,7 +308,7 @@ func FairShare(pool Pool, claims []Claim) (PoolAllocation, error) {
 // splitMembers is what the stages of FairShare need of the claims, indexed like them.
 type splitMembers struct {
 	weights    []int64
-	perReplica [][numDimensions]float64
+	perReplica []dimension.Rates
 	replicas   []int32
 }
 
@@ -346,11 +330,11 @@ func (m splitMembers) serve(left PerDimension, class []int, shares, want []PerDi
 		}
 	}
 	var parts []PerDimension
-	for pass := 0; pass <= numDimensions*k; pass++ {
+	for pass := 0; pass <= dimension.Count*k; pass++ {
 		parts = splitBudget(left, claims, weights)
 		changed := false
 		for j, i := range class {
-			held := add(shares[i], parts[j])
+			held := shares[i].Add(parts[j])
 			fit, _, _ := fitReplicas(held, m.perReplica[i])
 			for d := range claims[j] {
 				if replicasIn(held[d], m.perReplica[i][d]) <= int64(fit) {
@@ -367,7 +351,7 @@ func (m splitMembers) serve(left PerDimension, class []int, shares, want []PerDi
 		}
 	}
 	for j, i := range class {
-		shares[i] = add(shares[i], parts[j])
+		shares[i] = shares[i].Add(parts[j])
 	}
 }
 
@@ -424,14 +408,6 @@ func leftOf(budget PerDimension, shares []PerDimension) PerDimension {
 	return left
 }
 
-// add returns a + b per dimension.
-func add(a, b PerDimension) PerDimension {
-	for d := range a {
-		a[d] += b[d]
-	}
-	return a
-}
-
 // splitBudget water-fills every dimension over the members' claims.
 func splitBudget(budget PerDimension, want []PerDimension, weights []int64) []PerDimension {
 	shares := make([]PerDimension, len(want))
@@ -482,7 +458,7 @@ func waterFill(budget int64, claims, weights []int64) []int64 {
 
 // claimFor returns what replicas consume per minute, rounded up to whole units and clipped
 // to the budget (a claim beyond the budget cannot change any member's share).
-func claimFor(replicas int32, perReplica [numDimensions]float64, budget PerDimension) PerDimension {
+func claimFor(replicas int32, perReplica dimension.Rates, budget PerDimension) PerDimension {
 	var c PerDimension
 	for d := range c {
 		c[d] = min(ceilAmount(float64(replicas)*perReplica[d]), budget[d])
@@ -493,15 +469,15 @@ func claimFor(replicas int32, perReplica [numDimensions]float64, budget PerDimen
 // fitReplicas returns how many replicas fit in room in every dimension, the dimension that
 // allows the fewest, and whether the count was raised from 0 to 1 because room holds part
 // of a replica in every dimension (see Allocation.Partial).
-func fitReplicas(room PerDimension, perReplica [numDimensions]float64) (int32, Dimension, bool) {
-	best, binding := int64(math.MaxInt32), Requests
+func fitReplicas(room PerDimension, perReplica dimension.Rates) (int32, dimension.Dimension, bool) {
+	best, binding := int64(math.MaxInt32), dimension.Requests
 	positive := true
-	for d := range room {
+	for _, d := range dimension.All() {
 		if perReplica[d] > 0 && room[d] <= 0 {
 			positive = false
 		}
 		if n := replicasIn(room[d], perReplica[d]); n < best {
-			best, binding = n, Dimension(d)
+			best, binding = n, d
 		}
 	}
 	if best == 0 && positive {

@@ -4,6 +4,8 @@ import (
 	"math"
 	"strings"
 	"testing"
+
+	"github.com/claudecap/claudecap/pkg/dimension"
 )
 
 // tier2 is a Sonnet tier-2 pool at 90% headroom: budget 900 RPM, 405,000 ITPM, 81,000 OTPM.
@@ -208,7 +210,7 @@ func TestFairShareStrandedSharesArePassedOn(t *testing.T) {
 		}
 	}
 	writer, _ := got.Member("writer")
-	if writer.Share[InputTokens] != 20_000 || writer.Share[OutputTokens] != 50_000 {
+	if writer.Share[dimension.InputTokens] != 20_000 || writer.Share[dimension.OutputTokens] != 50_000 {
 		t.Errorf("writer share %v, want input lowered to 20,000 (10 replicas) and output kept at 50,000", writer.Share)
 	}
 	checkPoolInvariants(t, got, claims)
@@ -255,7 +257,7 @@ func checkPoolInvariants(t *testing.T, got PoolAllocation, claims []Claim) {
 		t.Fatalf("%d allocations for %d claims", len(got.Members), len(claims))
 	}
 	var shares, rooms PerDimension
-	var partialUse [numDimensions]float64
+	var partialUse dimension.Rates
 	for i, a := range got.Members {
 		c := claims[i]
 		if a.Name != c.Name {
@@ -263,10 +265,10 @@ func checkPoolInvariants(t *testing.T, got PoolAllocation, claims []Claim) {
 		}
 		for d := range shares {
 			if a.Share[d] < 0 || a.Headroom[d] < 0 {
-				t.Errorf("%s: negative share or headroom in %s: %v %v", a.Name, Dimension(d), a.Share, a.Headroom)
+				t.Errorf("%s: negative share or headroom in %s: %v %v", a.Name, dimension.Dimension(d), a.Share, a.Headroom)
 			}
 			if a.Share[d] > a.Claimed[d] {
-				t.Errorf("%s: share %d of %s exceeds its claim %d", a.Name, a.Share[d], Dimension(d), a.Claimed[d])
+				t.Errorf("%s: share %d of %s exceeds its claim %d", a.Name, a.Share[d], dimension.Dimension(d), a.Claimed[d])
 			}
 			shares[d] += a.Share[d]
 			rooms[d] += a.Share[d] + a.Headroom[d]
@@ -275,7 +277,7 @@ func checkPoolInvariants(t *testing.T, got PoolAllocation, claims []Claim) {
 				partialUse[d] += planned
 			} else if planned > float64(a.Share[d]+a.Headroom[d])+1e-6 {
 				t.Errorf("%s: cap %d uses %.0f %s, more than share+headroom %d", a.Name, a.CapReplicas, planned,
-					Dimension(d), a.Share[d]+a.Headroom[d])
+					dimension.Dimension(d), a.Share[d]+a.Headroom[d])
 			}
 		}
 		if a.CapReplicas > a.SoloCapReplicas {
@@ -284,10 +286,10 @@ func checkPoolInvariants(t *testing.T, got PoolAllocation, claims []Claim) {
 	}
 	for d := range shares {
 		if shares[d] > got.Budget[d] || rooms[d] > got.Budget[d] {
-			t.Errorf("%s: shares %d, shares+headroom %d exceed the budget %d", Dimension(d), shares[d], rooms[d], got.Budget[d])
+			t.Errorf("%s: shares %d, shares+headroom %d exceed the budget %d", dimension.Dimension(d), shares[d], rooms[d], got.Budget[d])
 		}
 		if got.Unclaimed[d] != got.Budget[d]-shares[d] {
-			t.Errorf("%s: unclaimed %d, want budget-shares %d", Dimension(d), got.Unclaimed[d], got.Budget[d]-shares[d])
+			t.Errorf("%s: unclaimed %d, want budget-shares %d", dimension.Dimension(d), got.Unclaimed[d], got.Budget[d]-shares[d])
 		}
 	}
 }
@@ -302,4 +304,30 @@ func checkErr(t *testing.T, err error, want string) {
 	case want != "" && !strings.Contains(err.Error(), want):
 		t.Fatalf("error %q, want one containing %q", err, want)
 	}
+}
+
+// A binding dimension is reported by its table name, which is the API's limitedBy value.
+func TestDimensionReasonIsTheTableName(t *testing.T) {
+	want := map[dimension.Dimension]LimitReason{
+		dimension.Requests: LimitedByRequests, dimension.InputTokens: LimitedByInputTokens, dimension.OutputTokens: LimitedByOutputTokens,
+	}
+	for _, d := range dimension.All() {
+		if got := dimensionReason(d); got != want[d] {
+			t.Errorf("%s: reason %q, want %q", d, got, want[d])
+		}
+	}
+}
+
+// A dimension the request profile has no amount for must not pass as free.
+func TestRequestProfileRefusesUnknownDimensions(t *testing.T) {
+	p := RequestProfile{InputTokens: 3, OutputTokens: 5}
+	if got := (Claim{ThroughputPerReplica: 2, Profile: p}).perReplica(); got != (dimension.Rates{2, 6, 10}) {
+		t.Errorf("per replica %v, want [2 6 10]", got)
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("perRequest of an unknown dimension did not panic")
+		}
+	}()
+	p.perRequest(dimension.Dimension(dimension.Count))
 }

@@ -6,6 +6,8 @@ import (
 	"math"
 	"testing"
 	"time"
+
+	"github.com/claudecap/claudecap/pkg/dimension"
 )
 
 // byteReader hands out fuzz bytes as small numbers, and zeros once they run out.
@@ -106,12 +108,12 @@ func FuzzFairShareWeights(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		budget := got.Budget[OutputTokens]
+		budget := got.Budget[dimension.OutputTokens]
 		total := int64(a.Weight) + int64(b.Weight)
 		for i, c := range []Claim{a, b} {
 			m := got.Members[i]
-			if want := mulDiv(budget, int64(c.Weight), total); m.Share[OutputTokens] != want {
-				t.Errorf("%s (weight %d of %d): output share %d, want %d", c.Name, c.Weight, total, m.Share[OutputTokens], want)
+			if want := mulDiv(budget, int64(c.Weight), total); m.Share[dimension.OutputTokens] != want {
+				t.Errorf("%s (weight %d of %d): output share %d, want %d", c.Name, c.Weight, total, m.Share[dimension.OutputTokens], want)
 			}
 		}
 	})

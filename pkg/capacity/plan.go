@@ -6,6 +6,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/claudecap/claudecap/pkg/dimension"
 )
 
 // MinutesPerMonth is the month monthly costs assume: 30 days.
@@ -466,13 +468,8 @@ func validatePlanInput(in PlanInput) error {
 
 // Words names the dimension in plain words, for messages: "output tokens".
 func (d PlanDimension) Words() string {
-	switch d {
-	case PlanDimensionRequests:
-		return "requests"
-	case PlanDimensionInputTokens:
-		return "input tokens"
-	case PlanDimensionOutputTokens:
-		return "output tokens"
+	if dim, err := dimension.Parse(string(d)); err == nil {
+		return dim.Words()
 	}
 	return string(d)
 }
@@ -493,10 +490,10 @@ func FormatQuantity(v float64) string {
 		return strconv.FormatFloat(v, 'f', -1, 64)
 	}
 	if r := math.Round(v); math.Abs(v-r) <= planTolerance*math.Max(1, math.Abs(v)) {
-		return groupThousands(strconv.FormatFloat(r+0, 'f', 0, 64)) // +0 turns -0 into 0
+		return dimension.GroupThousands(strconv.FormatFloat(r+0, 'f', 0, 64)) // +0 turns -0 into 0
 	}
 	text := strings.TrimRight(strconv.FormatFloat(v, 'f', 2, 64), "0")
-	return groupThousands(strings.TrimSuffix(text, "."))
+	return dimension.GroupThousands(strings.TrimSuffix(text, "."))
 }
 
 // FormatUSD writes a dollar amount: cents from one dollar up ("$19,440.00"), enough
@@ -510,7 +507,7 @@ func FormatUSD(v float64) string {
 		sign, v = "-", -v
 	}
 	if v >= 1 || v == 0 {
-		return sign + "$" + groupThousands(strconv.FormatFloat(v, 'f', 2, 64))
+		return sign + "$" + dimension.GroupThousands(strconv.FormatFloat(v, 'f', 2, 64))
 	}
 	// Four significant digits, trailing zeros dropped, at least two decimals.
 	decimals := max(2, 3-int(math.Floor(math.Log10(v))))
@@ -519,25 +516,4 @@ func FormatUSD(v float64) string {
 		text += strings.Repeat("0", 2-(len(text)-i-1))
 	}
 	return sign + "$" + text
-}
-
-// groupThousands puts commas into the integer part of a plain decimal number.
-func groupThousands(text string) string {
-	sign := ""
-	if strings.HasPrefix(text, "-") {
-		sign, text = "-", text[1:]
-	}
-	whole, frac, hasFrac := strings.Cut(text, ".")
-	var b strings.Builder
-	for i, digit := range whole {
-		if i > 0 && (len(whole)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(digit)
-	}
-	if hasFrac {
-		b.WriteByte('.')
-		b.WriteString(frac)
-	}
-	return sign + b.String()
 }

@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"testing"
+
+	"github.com/claudecap/claudecap/pkg/dimension"
 )
 
 // prio returns c at priority p with g guaranteed replicas.
@@ -226,13 +228,13 @@ func TestFairSharePriorityFractions(t *testing.T) {
 					continue
 				}
 				// hi.Share/hi.Claimed < lo.Share/lo.Claimed, by cross-multiplication.
-				if cmpProducts(hi.Share[Requests], lo.Claimed[Requests], lo.Share[Requests], hi.Claimed[Requests]) >= 0 {
+				if cmpProducts(hi.Share[dimension.Requests], lo.Claimed[dimension.Requests], lo.Share[dimension.Requests], hi.Claimed[dimension.Requests]) >= 0 {
 					continue
 				}
-				if beyond := lo.Share[Requests] - guaranteed[l][Requests]; beyond >= classSize[hi.Priority] {
+				if beyond := lo.Share[dimension.Requests] - guaranteed[l][dimension.Requests]; beyond >= classSize[hi.Priority] {
 					t.Errorf("%s (priority %d) holds %d of %d RPM, %s (priority %d) %d of %d, %d beyond its guarantee",
-						hi.Name, hi.Priority, hi.Share[Requests], hi.Claimed[Requests],
-						lo.Name, lo.Priority, lo.Share[Requests], lo.Claimed[Requests], beyond)
+						hi.Name, hi.Priority, hi.Share[dimension.Requests], hi.Claimed[dimension.Requests],
+						lo.Name, lo.Priority, lo.Share[dimension.Requests], lo.Claimed[dimension.Requests], beyond)
 				}
 			}
 		}
@@ -400,7 +402,7 @@ func randomPool(rng *rand.Rand) (Pool, []Claim) {
 		HeadroomPercent: int32(1 + rng.IntN(100)),
 	}
 	if rng.IntN(3) == 0 {
-		pool.ExternalUsage[OutputTokens] = rng.Int64N(pool.Limits[OutputTokens])
+		pool.ExternalUsage[dimension.OutputTokens] = rng.Int64N(pool.Limits[dimension.OutputTokens])
 	}
 	claims := make([]Claim, rng.IntN(9))
 	for i := range claims {
@@ -447,7 +449,7 @@ func fairShareBefore(pool Pool, claims []Claim) (PoolAllocation, error) {
 	}
 
 	n := len(claims)
-	perReplica := make([][numDimensions]float64, n)
+	perReplica := make([]dimension.Rates, n)
 	weights := make([]int64, n)
 	want := make([]PerDimension, n) // what each member claims per dimension, lowered pass by pass
 	for i, c := range claims {
@@ -456,7 +458,7 @@ func fairShareBefore(pool Pool, claims []Claim) (PoolAllocation, error) {
 		want[i] = claimFor(c.Replicas, perReplica[i], budget)
 	}
 	var shares []PerDimension
-	for pass := 0; pass <= numDimensions*n; pass++ {
+	for pass := 0; pass <= dimension.Count*n; pass++ {
 		shares = splitBudget(budget, want, weights)
 		changed := false
 		for i := range claims {

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/claudecap/claudecap/pkg/dimension"
 )
 
 // Dimension names one of the rate-limit buckets Anthropic reports in
@@ -20,7 +22,7 @@ const (
 	// DimOutputTokens is output tokens per minute.
 	DimOutputTokens Dimension = "output-tokens"
 	// DimTokens is the most restrictive token limit in effect.
-	DimTokens Dimension = "tokens"
+	DimTokens Dimension = dimension.CombinedTokensHeader
 )
 
 // AllDimensions lists the dimensions in report order.
@@ -37,35 +39,26 @@ type Bucket struct {
 type RateLimitHeaders map[Dimension]Bucket
 
 // ParseRateLimitHeaders reads the limit and remaining values of every
-// dimension present in h. Malformed values are ignored rather than trusted:
-// a load test should report what it could read, not fail on a header.
+// dimension present in h, with dimension.ParseHeaders. Malformed values are
+// ignored rather than trusted: a load test should report what it could read,
+// not fail on a header.
 func ParseRateLimitHeaders(h http.Header) RateLimitHeaders {
+	parsed, _ := dimension.ParseHeaders(h) // malformed values come back as -1
 	var out RateLimitHeaders
-	for _, d := range AllDimensions {
-		prefix := "anthropic-ratelimit-" + string(d)
-		limit := headerInt(h, prefix+"-limit")
-		remaining := headerInt(h, prefix+"-remaining")
-		if limit < 0 && remaining < 0 {
-			continue
+	keep := func(d Dimension, v dimension.HeaderValues) {
+		if !v.Present() {
+			return
 		}
 		if out == nil {
 			out = make(RateLimitHeaders, len(AllDimensions))
 		}
-		out[d] = Bucket{Limit: limit, Remaining: remaining}
+		out[d] = Bucket{Limit: v.Limit, Remaining: v.Remaining}
 	}
+	for d, v := range parsed.ByDimension {
+		keep(Dimension(dimension.Dimension(d).Info().Header), v)
+	}
+	keep(DimTokens, parsed.CombinedTokens)
 	return out
-}
-
-func headerInt(h http.Header, key string) int64 {
-	v := strings.TrimSpace(h.Get(key))
-	if v == "" {
-		return -1
-	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n < 0 {
-		return -1
-	}
-	return n
 }
 
 // ParseRetryAfter reads retry-after-ms (used by the SDK when present) or

@@ -2,9 +2,12 @@ package loadtest
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/claudecap/claudecap/pkg/dimension"
 )
 
 func TestParseRateLimitHeaders(t *testing.T) {
@@ -230,5 +233,18 @@ func TestValidateBaseURL(t *testing.T) {
 		if strings.Contains(err.Error(), "hunter2") {
 			t.Errorf("error leaks the password: %v", err)
 		}
+	}
+}
+
+// The report's dimension keys are the table's header names, in table order, then the
+// combined tokens bucket.
+func TestReportDimensionsFollowTheTable(t *testing.T) {
+	var want []Dimension
+	for _, d := range dimension.All() {
+		want = append(want, Dimension(d.Info().Header))
+	}
+	want = append(want, DimTokens)
+	if !slices.Equal(AllDimensions, want) {
+		t.Errorf("AllDimensions = %v, want %v", AllDimensions, want)
 	}
 }

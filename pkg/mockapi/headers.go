@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"github.com/claudecap/claudecap/pkg/dimension"
 )
 
 // HeaderMock is set to "1" on every response of the mock, whatever its
@@ -15,8 +17,6 @@ const HeaderMock = "X-Claudecap-Mock"
 
 // Header names in canonical form, assigned to the header map directly to
 // skip canonicalization on every response.
-//
-//nolint:gosec // G101: these are header names, not credentials.
 const (
 	hdrRequestID    = "Request-Id"
 	hdrOrgID        = "Anthropic-Organization-Id"
@@ -24,19 +24,6 @@ const (
 	hdrContentType  = "Content-Type"
 	hdrCacheControl = "Cache-Control"
 	hdrShouldRetry  = "X-Should-Retry"
-
-	hdrRequestsLimit     = "Anthropic-Ratelimit-Requests-Limit"
-	hdrRequestsRemaining = "Anthropic-Ratelimit-Requests-Remaining"
-	hdrRequestsReset     = "Anthropic-Ratelimit-Requests-Reset"
-	hdrInputLimit        = "Anthropic-Ratelimit-Input-Tokens-Limit"
-	hdrInputRemaining    = "Anthropic-Ratelimit-Input-Tokens-Remaining"
-	hdrInputReset        = "Anthropic-Ratelimit-Input-Tokens-Reset"
-	hdrOutputLimit       = "Anthropic-Ratelimit-Output-Tokens-Limit"
-	hdrOutputRemaining   = "Anthropic-Ratelimit-Output-Tokens-Remaining"
-	hdrOutputReset       = "Anthropic-Ratelimit-Output-Tokens-Reset"
-	hdrTokensLimit       = "Anthropic-Ratelimit-Tokens-Limit"
-	hdrTokensRemaining   = "Anthropic-Ratelimit-Tokens-Remaining"
-	hdrTokensReset       = "Anthropic-Ratelimit-Tokens-Reset"
 )
 
 // Constant header values shared by every response (never mutated).
@@ -103,11 +90,13 @@ func computeRateLimitHeaders(s *limitState) rateLimitHeaders {
 	return h
 }
 
-var headerNames = [4][3]string{
-	{hdrRequestsLimit, hdrRequestsRemaining, hdrRequestsReset},
-	{hdrInputLimit, hdrInputRemaining, hdrInputReset},
-	{hdrOutputLimit, hdrOutputRemaining, hdrOutputReset},
-	{hdrTokensLimit, hdrTokensRemaining, hdrTokensReset},
+// headerNames are the anthropic-ratelimit-* names of each rateLimitHeaders set,
+// from the dimension table.
+var headerNames = [4]dimension.HeaderNames{
+	hsRequests: dimension.Requests.Headers(),
+	hsInput:    dimension.InputTokens.Headers(),
+	hsOutput:   dimension.OutputTokens.Headers(),
+	hsTokens:   dimension.CombinedTokensHeaders(),
 }
 
 // writeRateLimitHeaders sets the headers of s on h with one allocation for
@@ -122,9 +111,9 @@ func writeRateLimitHeaders(h http.Header, s *limitState, times *timeCache) {
 		}
 		n := len(vals)
 		vals = append(vals, strconv.FormatInt(e.limit, 10), strconv.FormatInt(e.remaining, 10), times.format(e.rset))
-		h[headerNames[i][0]] = vals[n : n+1 : n+1]
-		h[headerNames[i][1]] = vals[n+1 : n+2 : n+2]
-		h[headerNames[i][2]] = vals[n+2 : n+3 : n+3]
+		h[headerNames[i].Limit] = vals[n : n+1 : n+1]
+		h[headerNames[i].Remaining] = vals[n+1 : n+2 : n+2]
+		h[headerNames[i].Reset] = vals[n+2 : n+3 : n+3]
 	}
 }
 

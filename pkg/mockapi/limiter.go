@@ -1,6 +1,7 @@
 package mockapi
 
 import (
+	"fmt"
 	"sync"
 )
 
@@ -18,13 +19,15 @@ const (
 // dimensions lists them in the order they are checked and reported.
 var dimensions = [...]Dimension{DimRequests, DimInputTokens, DimOutputTokens, DimAcceleration}
 
+// dimIndex returns d's place in dimensions. It panics for a dimension not in
+// the list: counting it as another would misreport the mock's refusals.
 func dimIndex(d Dimension) int {
 	for i, x := range dimensions {
 		if x == d {
 			return i
 		}
 	}
-	return 0
+	panic(fmt.Sprintf("mock: refusal dimension %q is not one of %v", d, dimensions))
 }
 
 // charge is what one request asks of its class's buckets.

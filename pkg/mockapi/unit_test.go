@@ -3,6 +3,8 @@ package mockapi
 import (
 	"math"
 	"testing"
+
+	"github.com/claudecap/claudecap/pkg/dimension"
 )
 
 func TestBucketRefillIsExact(t *testing.T) {
@@ -203,5 +205,31 @@ func TestConfigValidation(t *testing.T) {
 	}
 	if s.Config().CountTokensRPM != 2000 || s.Config().OTPMMode != OTPMCountActual {
 		t.Errorf("defaults: %+v", s.Config())
+	}
+}
+
+// A refusal on a dimension the mock does not count must not be booked as another one.
+func TestDimIndexRefusesUnknownDimensions(t *testing.T) {
+	for i, d := range dimensions {
+		if got := dimIndex(d); got != i {
+			t.Errorf("dimIndex(%s) = %d, want %d", d, got, i)
+		}
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("dimIndex of an unknown dimension did not panic")
+		}
+	}()
+	dimIndex("cache_read_tokens")
+}
+
+// The mock's refusal names of the limited dimensions are the table's field names.
+func TestRefusalNamesFollowTheDimensionTable(t *testing.T) {
+	for d, want := range map[dimension.Dimension]Dimension{
+		dimension.Requests: DimRequests, dimension.InputTokens: DimInputTokens, dimension.OutputTokens: DimOutputTokens,
+	} {
+		if got := Dimension(d.Info().Field); got != want {
+			t.Errorf("%s is refused as %q, want the table's %q", d, want, got)
+		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/claudecap/claudecap/internal/testutil/redistest"
+	"github.com/claudecap/claudecap/pkg/dimension"
 	"github.com/claudecap/claudecap/pkg/ratelimit"
 )
 
@@ -177,7 +178,7 @@ func TestStaticLimitsAreLearnedFromHeaders(t *testing.T) {
 	}
 	s.observe("sonnet-4", nil)
 	s.observe("sonnet-4", http.Header{"Anthropic-Ratelimit-Input-Tokens-Limit": {"1500"}, "Anthropic-Ratelimit-Output-Tokens-Limit": {"junk"}})
-	if d, limit, over := s.exceeded("sonnet-4", cost); !over || d != ratelimit.InputTokens || limit != 1500 {
+	if d, limit, over := s.exceeded("sonnet-4", cost); !over || d != dimension.InputTokens || limit != 1500 {
 		t.Errorf("exceeded = %v %d %v, want input tokens over 1500", d, limit, over)
 	}
 	if _, _, over := s.exceeded("opus-4", cost); over {
@@ -186,7 +187,7 @@ func TestStaticLimitsAreLearnedFromHeaders(t *testing.T) {
 	// A later response reporting only output keeps the input limit; a raised
 	// limit replaces the old one.
 	s.observe("sonnet-4", http.Header{"Anthropic-Ratelimit-Output-Tokens-Limit": {"400"}})
-	if d, _, over := s.exceeded("sonnet-4", ratelimit.Call(1000, 500)); !over || d != ratelimit.OutputTokens {
+	if d, _, over := s.exceeded("sonnet-4", ratelimit.Call(1000, 500)); !over || d != dimension.OutputTokens {
 		t.Errorf("output limit not learned: %v %v", d, over)
 	}
 	s.observe("sonnet-4", http.Header{"Anthropic-Ratelimit-Input-Tokens-Limit": {" 450000 "}, "Anthropic-Ratelimit-Output-Tokens-Limit": {"90000"}})
@@ -196,7 +197,7 @@ func TestStaticLimitsAreLearnedFromHeaders(t *testing.T) {
 }
 
 func TestAdmissionAnswerTellsDipsFromOrgLimits(t *testing.T) {
-	tooBig := &ratelimit.RateLimitedError{Pool: sonnetPool, Binding: ratelimit.InputTokens, TooLarge: true}
+	tooBig := &ratelimit.RateLimitedError{Pool: sonnetPool, Binding: dimension.InputTokens, TooLarge: true}
 	dip, _ := admissionAnswer(tooBig, nil)
 	if dip.Status != 429 || dip.Type != errRateLimit || dip.Header["Retry-After"] != "5" || dip.Header["Retry-After-Ms"] != "5000" ||
 		dip.Header["X-Should-Retry"] != "" || dip.Header[HeaderLimited] != "input-tokens" {
@@ -216,7 +217,7 @@ func TestAdmissionAnswerTellsDipsFromOrgLimits(t *testing.T) {
 	if err := s.judge("sonnet-4", ratelimit.Call(1000, 10), tooBig); !isBudgetDip(err) {
 		t.Errorf("a cost within the limit was judged %v", err)
 	}
-	refused := &ratelimit.RateLimitedError{Pool: sonnetPool, Binding: ratelimit.InputTokens, Wait: [3]time.Duration{0, time.Second, 0}}
+	refused := &ratelimit.RateLimitedError{Pool: sonnetPool, Binding: dimension.InputTokens, Wait: [3]time.Duration{0, time.Second, 0}}
 	var over *overLimitError
 	if err := s.judge("sonnet-4", ratelimit.Call(2000, 10), refused); errors.As(err, &over) || isBudgetDip(err) {
 		t.Errorf("a full pool was judged %v", err)
@@ -237,7 +238,7 @@ func (d *dipLimiter) TryReserve(ctx context.Context, class string, cost ratelimi
 	refuse := len(d.tries) <= d.dips
 	d.mu.Unlock()
 	if refuse {
-		return nil, &ratelimit.RateLimitedError{Pool: sonnetPool, Binding: ratelimit.InputTokens, TooLarge: true}
+		return nil, &ratelimit.RateLimitedError{Pool: sonnetPool, Binding: dimension.InputTokens, TooLarge: true}
 	}
 	return d.fakeLimiter.TryReserve(ctx, class, cost)
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/claudecap/claudecap/internal/testutil/redistest"
+	"github.com/claudecap/claudecap/pkg/dimension"
 	"github.com/claudecap/claudecap/pkg/ratelimit"
 )
 
@@ -57,11 +58,11 @@ func checkPoolSettled(ctx context.Context, t *testing.T, rdb redis.UniversalClie
 	if err != nil {
 		t.Fatalf("ReadBucket(%s): %v", pool, err)
 	}
-	if st.Seq != 2*n || st.Level[ratelimit.Requests] > 1.1 {
+	if st.Seq != 2*n || st.Level[dimension.Requests] > 1.1 {
 		t.Errorf("bucket of %s = %+v; want %d admissions and as many settlements (seq %d) and at most one request left", pool, st, n, 2*n)
 	}
 	upstream, ok, err := ratelimit.ReadUpstream(ctx, rdb, pool)
-	if err != nil || !ok || !upstream.Requests.Known || upstream.Requests.Remaining != 49 {
+	if err != nil || !ok || !upstream.Buckets[dimension.Requests].Known || upstream.Buckets[dimension.Requests].Remaining != 49 {
 		t.Errorf("upstream state of %s = %+v, %v, %v", pool, upstream, ok, err)
 	}
 }

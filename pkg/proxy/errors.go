@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/claudecap/claudecap/pkg/dimension"
 	"github.com/claudecap/claudecap/pkg/ratelimit"
 )
 
@@ -99,32 +100,12 @@ func (a answer) write(w http.ResponseWriter) {
 	_, _ = w.Write(body) // A client that left cannot be told.
 }
 
-// requestsName names the requests dimension everywhere.
-const requestsName = "requests"
-
-// dimensionNames are a dimension's names: the x-claudecap-limited value,
-// the metric label, and the words of a message.
-var dimensionNames = [3]struct{ header, label, words string }{
-	ratelimit.Requests:     {requestsName, requestsName, requestsName},
-	ratelimit.InputTokens:  {"input-tokens", "input_tokens", "input tokens"},
-	ratelimit.OutputTokens: {"output-tokens", "output_tokens", "output tokens"},
-}
-
-func namesOf(d ratelimit.Dimension) struct{ header, label, words string } {
-	if d < 0 || int(d) >= len(dimensionNames) {
-		return dimensionNames[ratelimit.OutputTokens]
-	}
-	return dimensionNames[d]
-}
-
-// dimensionHeader is the x-claudecap-limited value of a dimension.
-func dimensionHeader(d ratelimit.Dimension) string { return namesOf(d).header }
-
-// dimensionWords names a dimension in a sentence.
-func dimensionWords(d ratelimit.Dimension) string { return namesOf(d).words }
+// dimensionHeader is the x-claudecap-limited value of a dimension: its
+// anthropic-ratelimit-<x> part.
+func dimensionHeader(d dimension.Dimension) string { return d.Info().Header }
 
 // dimensionLabel is the metric label of a dimension.
-func dimensionLabel(d ratelimit.Dimension) string { return namesOf(d).label }
+func dimensionLabel(d dimension.Dimension) string { return d.Info().Field }
 
 // retryAfterSeconds is retry-after in whole seconds, rounded up, at least 1:
 // a client retrying after the rounded-down value would be refused again.
@@ -150,7 +131,7 @@ func admissionAnswer(err error, clientErr error) (a answer, ok bool) {
 		return answer{
 			Status: http.StatusTooManyRequests, Type: errRateLimit,
 			Message: fmt.Sprintf("claudecap proxy: pool %s has no room in %s for this request; retry in %s",
-				rl.Pool, dimensionWords(rl.Binding), wait.Round(time.Millisecond)),
+				rl.Pool, rl.Binding.Words(), wait.Round(time.Millisecond)),
 			Header: map[string]string{
 				HeaderLimited:      dimensionHeader(rl.Binding),
 				headerRetryAfter:   strconv.FormatInt(retryAfterSeconds(wait), 10),
@@ -185,7 +166,7 @@ func budgetDipAnswer(rl *ratelimit.RateLimitedError) answer {
 	return answer{
 		Status: http.StatusTooManyRequests, Type: errRateLimit,
 		Message: fmt.Sprintf("claudecap proxy: the budget of pool %s is below this request's %s for now "+
-			"(it is lowered while others use the organization); retry in %s", rl.Pool, dimensionWords(rl.Binding), dipRetryAfter),
+			"(it is lowered while others use the organization); retry in %s", rl.Pool, rl.Binding.Words(), dipRetryAfter),
 		Header: map[string]string{
 			HeaderLimited:      dimensionHeader(rl.Binding),
 			headerRetryAfter:   strconv.FormatInt(retryAfterSeconds(dipRetryAfter), 10),
@@ -198,14 +179,14 @@ func budgetDipAnswer(rl *ratelimit.RateLimitedError) answer {
 // invalid_request_error, as the API answers a request it can never serve
 // (413 is for bytes), and x-should-retry: false so SDKs do not retry it.
 func overLimitAnswer(e *overLimitError) answer {
-	what := dimensionWords(e.Dimension)
-	if e.Dimension == ratelimit.InputTokens {
+	what := e.Dimension.Words()
+	if e.Dimension == dimension.InputTokens {
 		what = "input tokens (the proxy's conservative estimate)"
 	}
 	return answer{
 		Status: http.StatusBadRequest, Type: errInvalidRequest,
 		Message: fmt.Sprintf("claudecap proxy: this request's %d %s exceed the organization's limit of %d %s per minute for the %s models; "+
-			"it can never be admitted. Reduce the request (prompt, documents, max_tokens) to fit.", e.Cost, what, e.Limit, dimensionWords(e.Dimension), e.Class),
+			"it can never be admitted. Reduce the request (prompt, documents, max_tokens) to fit.", e.Cost, what, e.Limit, e.Dimension.Words(), e.Class),
 		Header: map[string]string{HeaderLimited: dimensionHeader(e.Dimension), "X-Should-Retry": "false"},
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/claudecap/claudecap/pkg/dimension"
 	"github.com/claudecap/claudecap/pkg/ratelimit"
 )
 
@@ -36,7 +37,7 @@ func (p *Proxy) finish(c *call, o outcome, h http.Header) {
 		}
 		if p.log.Enabled(ctx, slog.LevelDebug) {
 			p.log.Debug("call finished", "class", c.class, "status", o.Status, "request_id", h.Get("Request-Id"),
-				"reserved_input", c.cost.InputTokens, "reserved_output", c.cost.OutputTokens,
+				"reserved_input", c.cost[dimension.InputTokens], "reserved_output", c.cost[dimension.OutputTokens],
 				"input", s.Actual.InputTokens, "output", s.Actual.OutputTokens, "exact", s.Exact,
 				"waited", c.waited, "duration", time.Since(c.start))
 		}
@@ -72,7 +73,7 @@ func (p *Proxy) settle(ctx context.Context, c *call, s settlement) {
 
 // upstreamKnown reports whether a response carried any rate-limit header.
 func upstreamKnown(u ratelimit.Upstream) bool {
-	return u.Requests.Known || u.Tokens.Known || u.InputTokens.Known || u.OutputTokens.Known
+	return u.Known()
 }
 
 // publishUpstream counts upstream 429s and 529s for the workload and

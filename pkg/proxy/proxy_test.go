@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/claudecap/claudecap/pkg/dimension"
 	"github.com/claudecap/claudecap/pkg/ratelimit"
 )
 
@@ -55,7 +56,7 @@ func TestForwardsAndSettlesFromUsage(t *testing.T) {
 	if len(s.settled) != 1 || s.settled[0].InputTokens != 12 || s.settled[0].OutputTokens != 6 || s.settled[0].CacheReadInputTokens != 0 {
 		t.Errorf("settled %+v, want the response's usage", s.settled)
 	}
-	if len(s.upstream) != 1 || !s.upstream[0].Requests.Known || s.upstream[0].Requests.Remaining != 49 || s.upstream[0].Status != 200 {
+	if len(s.upstream) != 1 || !s.upstream[0].Buckets[dimension.Requests].Known || s.upstream[0].Buckets[dimension.Requests].Remaining != 49 || s.upstream[0].Status != 200 {
 		t.Errorf("published upstream state %+v", s.upstream)
 	}
 }
@@ -63,7 +64,7 @@ func TestForwardsAndSettlesFromUsage(t *testing.T) {
 func TestPoolRefusalIsAnthropicShaped429(t *testing.T) {
 	up := startUpstream(t, replyJSON(200, okMessage))
 	refusal := &ratelimit.RateLimitedError{Pool: ratelimit.PoolKey{Organization: "acme", Class: "sonnet-4"},
-		Binding: ratelimit.InputTokens, Wait: [3]time.Duration{0, 1500 * time.Millisecond, 0}}
+		Binding: dimension.InputTokens, Wait: [3]time.Duration{0, 1500 * time.Millisecond, 0}}
 	lim := &fakeLimiter{refuse: refusal}
 	p, hs, _ := startProxy(t, Config{Upstream: up.URL}, lim)
 	resp, got := post(t, hs.URL, messagesBody("claude-sonnet-4-5", 10, false, "hi"), "X-Api-Key", workerKey)
@@ -86,7 +87,7 @@ func TestPoolRefusalIsAnthropicShaped429(t *testing.T) {
 func TestWaitingIsBounded(t *testing.T) {
 	up := startUpstream(t, replyJSON(200, okMessage))
 	refusal := &ratelimit.RateLimitedError{Pool: ratelimit.PoolKey{Organization: "acme", Class: "sonnet-4"},
-		Binding: ratelimit.Requests, Wait: [3]time.Duration{30 * time.Second, 0, 0}}
+		Binding: dimension.Requests, Wait: [3]time.Duration{30 * time.Second, 0, 0}}
 	bound := 150 * time.Millisecond
 	_, hs, _ := startProxy(t, Config{Upstream: up.URL, MaxWait: bound}, &fakeLimiter{refuse: refusal})
 	start := time.Now()
@@ -314,7 +315,7 @@ func TestMalformedUpstreamResponses(t *testing.T) {
 			s := lim.snapshot(t, p)
 			want := tc.want
 			if want.InputTokens == -1 {
-				want.InputTokens = s.reserved[0].InputTokens
+				want.InputTokens = s.reserved[0][dimension.InputTokens]
 			}
 			if len(s.settled) != 1 || s.settled[0] != want {
 				t.Errorf("settled %+v, want %+v", s.settled, want)
@@ -518,7 +519,7 @@ func startServer(t *testing.T, h http.Handler) string {
 func TestMetricsExposed(t *testing.T) {
 	up := startUpstream(t, replyJSON(200, okMessage))
 	refusal := &ratelimit.RateLimitedError{Pool: ratelimit.PoolKey{Organization: "o", Class: "sonnet-4"},
-		Binding: ratelimit.OutputTokens, Wait: [3]time.Duration{0, 0, time.Second}}
+		Binding: dimension.OutputTokens, Wait: [3]time.Duration{0, 0, time.Second}}
 	lim := &fakeLimiter{}
 	p, hs, _ := startProxy(t, Config{Upstream: up.URL}, lim)
 	post(t, hs.URL, messagesBody("claude-sonnet-4-5", 10, false, "hi"), "X-Api-Key", workerKey)

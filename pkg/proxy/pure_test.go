@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/claudecap/claudecap/pkg/dimension"
 	"github.com/claudecap/claudecap/pkg/ratelimit"
 )
 
@@ -180,7 +181,7 @@ func TestSSETrackerOverlongEvent(t *testing.T) {
 }
 
 func TestDecideSettlement(t *testing.T) {
-	cost := ratelimit.Amounts{Requests: 1, InputTokens: 500, OutputTokens: 1000}
+	cost := ratelimit.Amounts{dimension.Requests: 1, dimension.InputTokens: 500, dimension.OutputTokens: 1000}
 	known := observedUsage{InputKnown: true, OutputKnown: true, InputTokens: 100, CacheCreationInputTokens: 20, CacheReadInputTokens: 300, OutputTokens: 42}
 	for _, tc := range []struct {
 		name string
@@ -214,9 +215,9 @@ func TestDecideSettlement(t *testing.T) {
 
 func TestAdmissionAnswer(t *testing.T) {
 	pool := ratelimit.PoolKey{Organization: "acme", Class: "sonnet-4"}
-	refused := &ratelimit.RateLimitedError{Pool: pool, Binding: ratelimit.OutputTokens,
+	refused := &ratelimit.RateLimitedError{Pool: pool, Binding: dimension.OutputTokens,
 		Wait: [3]time.Duration{0, 200 * time.Millisecond, 2300 * time.Millisecond}}
-	tooBig := &ratelimit.RateLimitedError{Pool: pool, Binding: ratelimit.InputTokens, TooLarge: true}
+	tooBig := &ratelimit.RateLimitedError{Pool: pool, Binding: dimension.InputTokens, TooLarge: true}
 	for _, tc := range []struct {
 		name       string
 		err        error

@@ -21,6 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/claudecap/claudecap/internal/testutil/redistest"
+	"github.com/claudecap/claudecap/pkg/dimension"
 	"github.com/claudecap/claudecap/pkg/mockapi"
 	"github.com/claudecap/claudecap/pkg/proxy"
 	"github.com/claudecap/claudecap/pkg/ratelimit"
@@ -251,12 +252,12 @@ func TestSDKMessageThroughProxy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out := b.Level[ratelimit.OutputTokens]; out < float64(bigLimits.OutputTokensPerMinute-maxTokens/2) {
+	if out := b.Level[dimension.OutputTokens]; out < float64(bigLimits.OutputTokensPerMinute-maxTokens/2) {
 		t.Errorf("output bucket at %.0f of %d: the unused reservation of %d was not refunded", out, bigLimits.OutputTokensPerMinute, maxTokens)
 	}
 	// And the upstream's headers were published to the pool state.
 	st, ok, err := ratelimit.ReadUpstream(context.Background(), r.rdb, testPool)
-	if err != nil || !ok || st.Status != 200 || !st.Requests.Known || st.Requests.Limit != 4000 {
+	if err != nil || !ok || st.Status != 200 || !st.Buckets[dimension.Requests].Known || st.Buckets[dimension.Requests].Limit != 4000 {
 		t.Errorf("published upstream state %+v ok=%v err=%v", st, ok, err)
 	}
 }

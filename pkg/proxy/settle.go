@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"github.com/claudecap/claudecap/pkg/dimension"
 	"github.com/claudecap/claudecap/pkg/ratelimit"
 )
 
@@ -53,12 +54,12 @@ func decideSettlement(cost ratelimit.Amounts, o outcome) settlement {
 	case !o.Sent:
 		return settlement{Kind: settleCancel, Exact: true}
 	case o.Status == 0:
-		return settlement{Actual: ratelimit.Actual{InputTokens: cost.InputTokens, OutputTokens: cost.OutputTokens}}
+		return settlement{Actual: ratelimit.Actual{InputTokens: cost[dimension.InputTokens], OutputTokens: cost[dimension.OutputTokens]}}
 	case o.Status < 200 || o.Status > 299:
 		return settlement{Actual: ratelimit.Actual{}, Exact: true}
 	}
 	u := o.Usage
-	a := ratelimit.Actual{InputTokens: cost.InputTokens, OutputTokens: cost.OutputTokens}
+	a := ratelimit.Actual{InputTokens: cost[dimension.InputTokens], OutputTokens: cost[dimension.OutputTokens]}
 	if u.InputKnown {
 		a.InputTokens = u.InputTokens + u.CacheCreationInputTokens
 		if o.CacheReadsCount {

@@ -6,11 +6,10 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/claudecap/claudecap/pkg/dimension"
 	"github.com/claudecap/claudecap/pkg/ratelimit"
 )
 
@@ -38,25 +37,17 @@ type staticLimits struct {
 	byClass map[string]ratelimit.Amounts
 }
 
-// staticLimitHeaders are the headers of the limits a call's cost is checked
-// against, per dimension. anthropic-ratelimit-tokens-limit is left out: it
-// names whichever token limit is most restrictive, not one dimension.
-var staticLimitHeaders = [...]string{
-	ratelimit.Requests:     "Anthropic-Ratelimit-Requests-Limit",
-	ratelimit.InputTokens:  "Anthropic-Ratelimit-Input-Tokens-Limit",
-	ratelimit.OutputTokens: "Anthropic-Ratelimit-Output-Tokens-Limit",
-}
-
-// observe keeps the limits a response of class reported; h may be nil.
-// Dimensions it does not report keep their last value.
+// observe keeps the limits a response of class reported in its
+// anthropic-ratelimit-<dimension>-limit headers; h may be nil. Dimensions it
+// does not report keep their last value. anthropic-ratelimit-tokens-limit is
+// left out: it names whichever token limit is most restrictive, not one
+// dimension.
 func (s *staticLimits) observe(class string, h http.Header) {
 	var seen ratelimit.Amounts
 	reported := false
-	for d, name := range staticLimitHeaders {
-		v, err := strconv.ParseInt(strings.TrimSpace(h.Get(name)), 10, 64)
-		if err == nil && v > 0 {
-			setAmount(&seen, ratelimit.Dimension(d), v)
-			reported = true
+	for _, d := range dimension.All() {
+		if v, ok := d.ParseLimit(h); ok {
+			seen[d], reported = v, true
 		}
 	}
 	if !reported {
@@ -68,34 +59,22 @@ func (s *staticLimits) observe(class string, h http.Header) {
 		s.byClass = make(map[string]ratelimit.Amounts)
 	}
 	known := s.byClass[class]
-	for d := range staticLimitHeaders {
-		if v := seen.Get(ratelimit.Dimension(d)); v > 0 {
-			setAmount(&known, ratelimit.Dimension(d), v)
+	for d, v := range seen {
+		if v > 0 {
+			known[d] = v
 		}
 	}
 	s.byClass[class] = known
 }
 
-func setAmount(a *ratelimit.Amounts, d ratelimit.Dimension, v int64) {
-	switch d {
-	case ratelimit.Requests:
-		a.Requests = v
-	case ratelimit.InputTokens:
-		a.InputTokens = v
-	default:
-		a.OutputTokens = v
-	}
-}
-
 // exceeded returns the first dimension in which cost is above the class's
 // known limit; ok is false when it fits every limit known.
-func (s *staticLimits) exceeded(class string, cost ratelimit.Amounts) (d ratelimit.Dimension, limit int64, ok bool) {
+func (s *staticLimits) exceeded(class string, cost ratelimit.Amounts) (d dimension.Dimension, limit int64, ok bool) {
 	s.mu.Lock()
 	known := s.byClass[class]
 	s.mu.Unlock()
-	for d := range staticLimitHeaders {
-		dim := ratelimit.Dimension(d)
-		if l := known.Get(dim); l > 0 && cost.Get(dim) > l {
+	for _, dim := range dimension.All() {
+		if l := known[dim]; l > 0 && cost[dim] > l {
 			return dim, l, true
 		}
 	}
@@ -111,7 +90,7 @@ func (s *staticLimits) judge(class string, cost ratelimit.Amounts, err error) er
 		return err
 	}
 	if d, limit, over := s.exceeded(class, cost); over {
-		return &overLimitError{Class: class, Dimension: d, Cost: cost.Get(d), Limit: limit, refusal: err}
+		return &overLimitError{Class: class, Dimension: d, Cost: cost[d], Limit: limit, refusal: err}
 	}
 	return err
 }
@@ -120,7 +99,7 @@ func (s *staticLimits) judge(class string, cost ratelimit.Amounts, err error) er
 // organization's own limit, so the API would refuse it too.
 type overLimitError struct {
 	Class     string
-	Dimension ratelimit.Dimension
+	Dimension dimension.Dimension
 	Cost      int64
 	Limit     int64
 	refusal   error
@@ -128,7 +107,7 @@ type overLimitError struct {
 
 func (e *overLimitError) Error() string {
 	return fmt.Sprintf("cost of %d %s exceeds the organization's limit of %d per minute for class %s",
-		e.Cost, dimensionWords(e.Dimension), e.Limit, e.Class)
+		e.Cost, e.Dimension.Words(), e.Limit, e.Class)
 }
 
 func (e *overLimitError) Unwrap() error { return e.refusal }

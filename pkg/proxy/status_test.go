@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/claudecap/claudecap/pkg/dimension"
 	"github.com/claudecap/claudecap/pkg/ratelimit"
 )
 
@@ -54,7 +55,7 @@ func TestMalformedUpstreamStatus(t *testing.T) {
 				t.Errorf("metered call: %d %s, want the proxy's 502 api_error", resp.StatusCode, got)
 			}
 			s := lim.snapshot(t, p)
-			want := ratelimit.Actual{InputTokens: ratelimit.Call(EstimateInputTokens([]byte(body)), 50).InputTokens, OutputTokens: 50}
+			want := ratelimit.Actual{InputTokens: ratelimit.Call(EstimateInputTokens([]byte(body)), 50)[dimension.InputTokens], OutputTokens: 50}
 			if s.cancelled != 0 || len(s.settled) != 1 || s.settled[0] != want {
 				t.Errorf("settled %+v cancelled %d, want everything kept charged (%+v)", s.settled, s.cancelled, want)
 			}

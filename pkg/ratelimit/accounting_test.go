@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/claudecap/claudecap/internal/testutil/redistest"
+	"github.com/claudecap/claudecap/pkg/dimension"
 )
 
 // newRulePool is newTestPool with an output rule.
@@ -38,7 +39,7 @@ func mustSettle(t *testing.T, r *Reservation, used Actual) Settlement {
 // reservation refills the bucket and reports it).
 func available(t *testing.T, l *Limiter) float64 {
 	t.Helper()
-	return float64(mustReserve(t, l, Amounts{}).Remaining.OutputTokens)
+	return float64(mustReserve(t, l, Amounts{}).Remaining[dimension.OutputTokens])
 }
 
 // The reproduction of the issue, scaled to seconds: long streams reserve most of
@@ -101,11 +102,11 @@ func TestReservedRuleRefillsUnderHolds(t *testing.T) {
 }
 
 func upstreamView(remaining Amounts, limits Limits) *Upstream {
-	return &Upstream{
-		Requests:     UpstreamBucket{Known: true, Limit: limits.RequestsPerMinute, Remaining: remaining.Requests},
-		InputTokens:  UpstreamBucket{Known: true, Limit: limits.InputTokensPerMinute, Remaining: remaining.InputTokens},
-		OutputTokens: UpstreamBucket{Known: true, Limit: limits.OutputTokensPerMinute, Remaining: remaining.OutputTokens},
+	u := &Upstream{}
+	for d, limit := range limits.Capacity() {
+		u.Buckets[d] = UpstreamBucket{Known: true, Limit: limit, Remaining: remaining[d]}
 	}
+	return u
 }
 
 // The API's remaining headers pull the pool down when they show less, never up;
@@ -116,7 +117,7 @@ func TestUpstreamRemainingPullsTheLevelDownNeverUp(t *testing.T) {
 	r := mustReserve(t, l, Amounts{1, 1000, 1000})
 	s := mustSettle(t, r, Actual{InputTokens: 1000, OutputTokens: 200,
 		Upstream: upstreamView(Amounts{100, 20_000, 5000}, limits), UpstreamAge: 0})
-	if s.Remaining.Requests > 100 || s.Remaining.InputTokens > 19_500+100 || s.Remaining.OutputTokens > 5000-500-200+10 {
+	if s.Remaining[dimension.Requests] > 100 || s.Remaining[dimension.InputTokens] > 19_500+100 || s.Remaining[dimension.OutputTokens] > 5000-500-200+10 {
 		t.Fatalf("after the API reported 100/20000/5000 remaining, the pool shows %+v", s.Remaining)
 	}
 	// The API refilled since it answered: a report 30 s old allows half a minute more.
@@ -124,8 +125,8 @@ func TestUpstreamRemainingPullsTheLevelDownNeverUp(t *testing.T) {
 	r = mustReserve(t, fresh, Amounts{1, 1000, 1000})
 	s = mustSettle(t, r, Actual{InputTokens: 1000, OutputTokens: 0,
 		Upstream: upstreamView(Amounts{0, 0, 0}, limits), UpstreamAge: 30 * time.Second})
-	if s.Remaining.Requests < 295 || s.Remaining.Requests > 301 {
-		t.Fatalf("a 30 s old report of 0 requests left %d, want the 300 the API refilled since", s.Remaining.Requests)
+	if s.Remaining[dimension.Requests] < 295 || s.Remaining[dimension.Requests] > 301 {
+		t.Fatalf("a 30 s old report of 0 requests left %d, want the 300 the API refilled since", s.Remaining[dimension.Requests])
 	}
 	// A report of more than the pool has changes nothing.
 	before := available(t, l)
@@ -174,8 +175,8 @@ func TestExpiredHoldIsChargedInFullAndReleased(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := mustReserve(t, l, Amounts{1, 1, 100})
-	if r.Remaining.OutputTokens > 6000-4000-100+5 || r.Remaining.OutputTokens < 6000-4000-100-5 {
-		t.Fatalf("after an expired 4000 hold and a 100 reservation, %d available, want about 1900", r.Remaining.OutputTokens)
+	if r.Remaining[dimension.OutputTokens] > 6000-4000-100+5 || r.Remaining[dimension.OutputTokens] < 6000-4000-100-5 {
+		t.Fatalf("after an expired 4000 hold and a 100 reservation, %d available, want about 1900", r.Remaining[dimension.OutputTokens])
 	}
 	st, err := ReadBucket(ctx, srv.Client(), l.Pool())
 	if err != nil {
@@ -229,7 +230,7 @@ func TestLegacyBucketIsUpgraded(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := mustReserve(t, l, Amounts{1, 1, 1000})
-	if r.Seq != 8 || r.Remaining.OutputTokens < 1999 || r.Remaining.OutputTokens > 2010 {
+	if r.Seq != 8 || r.Remaining[dimension.OutputTokens] < 1999 || r.Remaining[dimension.OutputTokens] > 2010 {
 		t.Fatalf("reservation on a legacy bucket = seq %d remaining %+v, want seq 8 and about 2000 output", r.Seq, r.Remaining)
 	}
 	st, err := ReadBucket(ctx, srv.Client(), l.Pool())
@@ -260,7 +261,7 @@ func TestSettlementSentTwiceAppliesOnce(t *testing.T) {
 	ctx := context.Background()
 	_, l := newRulePool(t, Limits{600, 600_000, 60_000}, OutputProduced)
 	r := mustReserve(t, l, Amounts{1, 5000, 1000})
-	actual := Amounts{Requests: 1, InputTokens: 100, OutputTokens: 100}
+	actual := Amounts{dimension.Requests: 1, dimension.InputTokens: 100, dimension.OutputTokens: 100}
 	first, err := r.settleInRedis(ctx, actual, 0, unknownAPIState, true)
 	if err != nil {
 		t.Fatal(err)
@@ -269,9 +270,9 @@ func TestSettlementSentTwiceAppliesOnce(t *testing.T) {
 		t.Fatalf("the repeated settlement: %v, want it acknowledged", err)
 	}
 	after := mustReserve(t, l, Amounts{})
-	if after.Remaining.InputTokens > first.Remaining.InputTokens+1000 || after.Seq != first.Seq+1 { // A second refund would add 4,900.
+	if after.Remaining[dimension.InputTokens] > first.Remaining[dimension.InputTokens]+1000 || after.Seq != first.Seq+1 { // A second refund would add 4,900.
 		t.Fatalf("after a repeated settlement: input %d, seq %d; after the first: input %d, seq %d (want nothing applied twice)",
-			after.Remaining.InputTokens, after.Seq, first.Remaining.InputTokens, first.Seq)
+			after.Remaining[dimension.InputTokens], after.Seq, first.Remaining[dimension.InputTokens], first.Seq)
 	}
 }
 
@@ -286,7 +287,7 @@ func TestLostBucketComesBackEmpty(t *testing.T) {
 	if err := WritePoolConfig(ctx, srv.Client(), l.Pool(), PoolConfig{Limits: limits, StartEmpty: true}); err != nil {
 		t.Fatal(err)
 	}
-	if r := mustReserve(t, l, Amounts{}); r.Remaining.Requests < 58 {
+	if r := mustReserve(t, l, Amounts{}); r.Remaining[dimension.Requests] < 58 {
 		t.Fatalf("an existing bucket was emptied: %+v", r.Remaining)
 	}
 	srv.Client().FlushAll(ctx)
@@ -303,7 +304,7 @@ func TestLostBucketComesBackEmpty(t *testing.T) {
 	if err := WritePoolConfig(ctx, srv.Client(), l.Pool(), PoolConfig{Limits: limits}); err != nil {
 		t.Fatal(err)
 	}
-	if r := mustReserve(t, l, Amounts{1, 10, 10}); r.Remaining.Requests != 59 {
+	if r := mustReserve(t, l, Amounts{1, 10, 10}); r.Remaining[dimension.Requests] != 59 {
 		t.Fatalf("a new pool's bucket: %+v, want full", r.Remaining)
 	}
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/claudecap/claudecap/internal/testutil/redistest"
+	"github.com/claudecap/claudecap/pkg/dimension"
 )
 
 // clusterLimits are pool i's limits, small so every pool's requests and input
@@ -269,7 +270,7 @@ func runClusterTraffic(ctx context.Context, pods []*clusterPod, pools int, perPo
 				for ctx.Err() == nil {
 					i := rng.IntN(pools)
 					lim := pod.lims[i]
-					cost := Amounts{Requests: 1, InputTokens: 1 + rng.Int64N(59), OutputTokens: 1 + rng.Int64N(200)}
+					cost := Amounts{dimension.Requests: 1, dimension.InputTokens: 1 + rng.Int64N(59), dimension.OutputTokens: 1 + rng.Int64N(200)}
 					cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 					r, err := lim.TryReserve(cctx, cost)
 					cancel()
@@ -290,7 +291,7 @@ func runClusterTraffic(ctx context.Context, pods []*clusterPod, pools int, perPo
 						continue // Never settled: stays charged in full.
 					}
 					sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-					s, err := r.Settle(sctx, Actual{InputTokens: cost.InputTokens, OutputTokens: rng.Int64N(cost.OutputTokens + 1)})
+					s, err := r.Settle(sctx, Actual{InputTokens: cost[dimension.InputTokens], OutputTokens: rng.Int64N(cost[dimension.OutputTokens] + 1)})
 					cancel()
 					if err != nil {
 						tr.fail(clusterFailure{pool: i, pod: pi, op: "settle", at: time.Now(), err: err})
@@ -332,21 +333,21 @@ func (tr *clusterTraffic) byPool(n int) [][]clusterChange {
 // correct limiter keeps this at or below zero (up to float rounding). It is
 // computed in one pass: with P the prefix sums and r the refill rate, the
 // window [i, j] admits P_j - P_{i-1} against capacity + r*(t_j - t_i).
-func poolExcess(changes []clusterChange, limits Limits, d Dimension) (excess float64, admitted int64) {
-	capacity := float64(limits.Capacity().Get(d))
+func poolExcess(changes []clusterChange, limits Limits, d dimension.Dimension) (excess float64, admitted int64) {
+	capacity := float64(limits.Capacity()[d])
 	rate := capacity / 60 / 1e6 // per microsecond
 	worst := math.Inf(-1)
 	minB := math.Inf(1)
 	var prefix float64
 	for _, c := range changes {
-		cost := float64(c.take.Get(d))
+		cost := float64(c.take[d])
 		if cost == 0 {
 			continue
 		}
 		t := float64(c.at.UnixMicro())
 		minB = math.Min(minB, prefix-rate*t) // window starting at this admission
 		prefix += cost
-		admitted += c.take.Get(d)
+		admitted += c.take[d]
 		worst = math.Max(worst, prefix-rate*t-minB)
 	}
 	if math.IsInf(worst, -1) {
@@ -358,14 +359,14 @@ func poolExcess(changes []clusterChange, limits Limits, d Dimension) (excess flo
 // checkLimitsHold asserts every pool's excess stays within allowed[pool] (per
 // dimension; nil means 0) plus rounding, for requests and input tokens, and
 // returns the largest excess seen per dimension.
-func checkLimitsHold(t *testing.T, pools []PoolKey, changes [][]clusterChange, allowed func(pool int, d Dimension) float64) (worst [2]float64) {
+func checkLimitsHold(t *testing.T, pools []PoolKey, changes [][]clusterChange, allowed func(pool int, d dimension.Dimension) float64) (worst [2]float64) {
 	t.Helper()
 	worst = [2]float64{math.Inf(-1), math.Inf(-1)}
 	for i, cs := range changes {
-		for d := Requests; d <= InputTokens; d++ {
+		for d := dimension.Requests; d <= dimension.InputTokens; d++ {
 			ex, _ := poolExcess(cs, clusterLimits(i), d)
 			worst[d] = math.Max(worst[d], ex)
-			limit := 1e-6 * float64(clusterLimits(i).Capacity().Get(d))
+			limit := 1e-6 * float64(clusterLimits(i).Capacity()[d])
 			if allowed != nil {
 				limit += allowed(i, d)
 			}
@@ -385,8 +386,8 @@ func checkUtilization(t *testing.T, pools []PoolKey, changes [][]clusterChange, 
 	t.Helper()
 	full := 0
 	for i, cs := range changes {
-		for d := Requests; d <= InputTokens; d++ {
-			bound := float64(clusterLimits(i).Capacity().Get(d)) * (1 + run.Minutes())
+		for d := dimension.Requests; d <= dimension.InputTokens; d++ {
+			bound := float64(clusterLimits(i).Capacity()[d]) * (1 + run.Minutes())
 			if _, n := poolExcess(cs, clusterLimits(i), d); float64(n) >= 0.9*bound {
 				full++
 				break
@@ -503,7 +504,7 @@ func TestClusterPoolConfigAcrossSlots(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := l.TryReserve(ctx, Amounts{Requests: clusterLimits(i).RequestsPerMinute - 20, InputTokens: 100, OutputTokens: 1}); err != nil {
+		if _, err := l.TryReserve(ctx, Amounts{dimension.Requests: clusterLimits(i).RequestsPerMinute - 20, dimension.InputTokens: 100, dimension.OutputTokens: 1}); err != nil {
 			t.Fatalf("TryReserve on %s (%s): %v", p, owners[i], err)
 		}
 		if err := WritePoolConfig(ctx, writer, p, PoolConfig{Limits: lowered}); err != nil {
@@ -514,7 +515,7 @@ func TestClusterPoolConfigAcrossSlots(t *testing.T) {
 			t.Fatalf("after the rewrite ReadPoolConfig(%s) = %+v, %v", p, cfg, err)
 		}
 		st, err := ReadBucket(ctx, reader, p)
-		if err != nil || st.Capacity[Requests] != 30 || st.Level[Requests] > 20.5 || st.Level[InputTokens] != 900 {
+		if err != nil || st.Capacity[dimension.Requests] != 30 || st.Level[dimension.Requests] > 20.5 || st.Level[dimension.InputTokens] != 900 {
 			t.Fatalf("after the rewrite ReadBucket(%s) = %+v, %v; want capacity 30 and ~20 requests, input clamped to 900", p, st, err)
 		}
 		checkClusterReserve(ctx, t, writer, reader, p, owners[i], lowered)
@@ -547,7 +548,7 @@ func checkClusterReserve(ctx context.Context, t *testing.T, writer, reader redis
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := wl.TryReserve(ctx, Amounts{Requests: 1, InputTokens: 1, OutputTokens: 1}); (err == nil) != admit || (err != nil && !errors.Is(err, ErrRateLimited)) {
+		if _, err := wl.TryReserve(ctx, Amounts{dimension.Requests: 1, dimension.InputTokens: 1, dimension.OutputTokens: 1}); (err == nil) != admit || (err != nil && !errors.Is(err, ErrRateLimited)) {
 			t.Fatalf("TryReserve of %s on %s (%s) with a reserve for %s: %v, want admitted %v", w, p, owner, clusterWorkloads[1], err, admit)
 		}
 	}
@@ -583,7 +584,7 @@ func TestClusterPoolsHoldTheirLimits(t *testing.T) {
 		t.Logf("%s replies: %s", p.name, p.replies)
 	}
 	t.Logf("%d changes, %d refusals in %s; worst excess: %.3f requests, %.3f input tokens (<= 0 is within the limit)",
-		len(tr.changes), tr.refused.Load(), tr.end.Sub(tr.start).Round(time.Millisecond), worst[Requests], worst[InputTokens])
+		len(tr.changes), tr.refused.Load(), tr.end.Sub(tr.start).Round(time.Millisecond), worst[dimension.Requests], worst[dimension.InputTokens])
 }
 
 // TestClusterReshardingKeepsLimits moves the slots of some pools between
@@ -721,7 +722,7 @@ func TestClusterReshardingKeepsLimits(t *testing.T) {
 	t.Logf("controller writes (WritePoolConfig + ReadPoolConfig of the moving pools, every 20 ms): %d failed:\n  %s",
 		len(controller.failures), failureSummary(controller.failures))
 	t.Logf("node replies seen by the pods (TRYAGAIN total %d):\n  %s", tryAgain, strings.Join(replies, "\n  "))
-	t.Logf("%d changes, %d refusals; worst excess: %.3f requests, %.3f input tokens", len(tr.changes), tr.refused.Load(), worst[Requests], worst[InputTokens])
+	t.Logf("%d changes, %d refusals; worst excess: %.3f requests, %.3f input tokens", len(tr.changes), tr.refused.Load(), worst[dimension.Requests], worst[dimension.InputTokens])
 }
 
 // failoverReport is what one killed master cost.
@@ -774,8 +775,8 @@ func analyzeFailover(name string, res redistest.FailoverResult, owners []string,
 				rep.lagChanges++
 			}
 			if c.at.Before(res.Killed) && c.seq >= firstNew {
-				lost[Requests] += float64(c.take.Requests)
-				lost[InputTokens] += float64(c.take.InputTokens)
+				lost[dimension.Requests] += float64(c.take[dimension.Requests])
+				lost[dimension.InputTokens] += float64(c.take[dimension.InputTokens])
 				rep.lostChanges++
 			}
 		}
@@ -785,7 +786,7 @@ func analyzeFailover(name string, res redistest.FailoverResult, owners []string,
 		rep.unavailable[p] = tr.end.Sub(res.Killed)
 		for i := range rep.pools {
 			for _, c := range changes[i] {
-				if c.pod == p && c.take.Requests > 0 && c.at.After(res.Killed) {
+				if c.pod == p && c.take[dimension.Requests] > 0 && c.at.After(res.Killed) {
 					if d := c.at.Sub(res.Killed); !rep.recovered[p] || d < rep.unavailable[p] {
 						rep.unavailable[p], rep.recovered[p] = d, true
 					}
@@ -813,8 +814,8 @@ func (rep *failoverReport) log(t *testing.T, pods []*clusterPod) {
 	t.Helper()
 	var lostReq, lostIn float64
 	for _, l := range rep.lost {
-		lostReq += l[Requests]
-		lostIn += l[InputTokens]
+		lostReq += l[dimension.Requests]
+		lostIn += l[dimension.InputTokens]
 	}
 	var un []string
 	for p := range pods {
@@ -910,14 +911,14 @@ func TestClusterFailoverOverGrantIsBounded(t *testing.T) {
 	laggedRep.countOthers(tr.failures, tr.end, killedPool)
 
 	// (ii) The over-grant bound.
-	allowed := func(pool int, d Dimension) float64 { return plainRep.lost[pool][d] + laggedRep.lost[pool][d] }
+	allowed := func(pool int, d dimension.Dimension) float64 { return plainRep.lost[pool][d] + laggedRep.lost[pool][d] }
 	worst := checkLimitsHold(t, pools, changes, allowed)
 	if laggedRep.lostChanges == 0 {
 		t.Errorf("a replica stopped and cut off lost no change: the test did not create the case it measures")
 	}
 	var maxLost [2]float64
 	for i := range pools {
-		for d := Requests; d <= InputTokens; d++ {
+		for d := dimension.Requests; d <= dimension.InputTokens; d++ {
 			maxLost[d] = math.Max(maxLost[d], allowed(i, d))
 		}
 	}
@@ -936,7 +937,7 @@ func TestClusterFailoverOverGrantIsBounded(t *testing.T) {
 	}
 	t.Logf("caller errors (%d):\n  %s", len(tr.failures), failureSummary(tr.failures))
 	t.Logf("worst excess over a pool's limit: %.2f requests, %.2f input tokens; the bound (largest lost cost of a pool): %.0f requests, %.0f input tokens",
-		worst[Requests], worst[InputTokens], maxLost[Requests], maxLost[InputTokens])
+		worst[dimension.Requests], worst[dimension.InputTokens], maxLost[dimension.Requests], maxLost[dimension.InputTokens])
 }
 
 // TestClusterFailoverWithoutFullCoverage is the failover with
@@ -961,7 +962,7 @@ func TestClusterFailoverWithoutFullCoverage(t *testing.T) {
 	changes := tr.byPool(len(pools))
 	rep := analyzeFailover("plain kill, full coverage not required", res, owners, tr, changes, len(pods))
 	rep.countOthers(tr.failures, tr.end, func(i int) bool { return rep.pools[i] })
-	checkLimitsHold(t, pools, changes, func(pool int, d Dimension) float64 { return rep.lost[pool][d] })
+	checkLimitsHold(t, pools, changes, func(pool int, d dimension.Dimension) float64 { return rep.lost[pool][d] })
 	rep.checkRecovery(t, pods, 1)
 	if rep.othersFailed > 0 {
 		t.Errorf("%d calls failed on pools of the surviving masters", rep.othersFailed)
@@ -996,14 +997,15 @@ func TestClusterPoolWritesWhileSlotMigrates(t *testing.T) {
 	if err := WritePoolConfig(ctx, rdb, pool, before); err != nil {
 		t.Fatal(err)
 	}
-	upBefore := Upstream{Status: 200, Requests: UpstreamBucket{Known: true, Limit: 50, Remaining: 40, Reset: time.Unix(1_800_000_000, 0)}}
+	upBefore := Upstream{Status: 200}
+	upBefore.Buckets[dimension.Requests] = UpstreamBucket{Known: true, Limit: 50, Remaining: 40, Reset: time.Unix(1_800_000_000, 0)}
 	if err := WriteUpstream(ctx, rdb, pool, upBefore); err != nil {
 		t.Fatal(err)
 	}
 	after := PoolConfig{Limits: Limits{RequestsPerMinute: 30, InputTokensPerMinute: 900, OutputTokensPerMinute: 900},
 		Allocations: map[string]Limits{clusterWorkloads[0]: {RequestsPerMinute: 30, InputTokensPerMinute: 900, OutputTokensPerMinute: 900}}}
 	upAfter := upBefore
-	upAfter.Status, upAfter.Requests.Remaining = 429, 0
+	upAfter.Status, upAfter.Buckets[dimension.Requests].Remaining = 429, 0
 	var cfgErr, upErr error
 	cl.ReshardKey(pool.String(), to, redistest.ReshardOptions{OnMigrating: func(int) {
 		cfgErr = WritePoolConfig(ctx, rdb, pool, after)
@@ -1020,9 +1022,9 @@ func TestClusterPoolWritesWhileSlotMigrates(t *testing.T) {
 	}
 	state := fmt.Sprintf("limits %+v, %d allocations, bucket capacity %v", got.Limits, len(got.Allocations), st.Capacity)
 	applied := got.Limits == after.Limits && reflect.DeepEqual(got.Allocations, after.Allocations) &&
-		st.Capacity[Requests] == float64(after.Limits.RequestsPerMinute)
+		st.Capacity[dimension.Requests] == float64(after.Limits.RequestsPerMinute)
 	untouched := got.Limits == before.Limits && reflect.DeepEqual(got.Allocations, before.Allocations) &&
-		st.Capacity[Requests] == float64(before.Limits.RequestsPerMinute)
+		st.Capacity[dimension.Requests] == float64(before.Limits.RequestsPerMinute)
 	switch {
 	case applied || untouched:
 		t.Logf("WritePoolConfig on a MIGRATING slot returned %v, applied %v: %s", cfgErr, applied, state)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/claudecap/claudecap/pkg/dimension"
 )
 
 var (
@@ -33,10 +35,10 @@ type RateLimitedError struct {
 	// Pool is the pool that refused.
 	Pool PoolKey
 	// Binding is the dimension with the longest wait.
-	Binding Dimension
+	Binding dimension.Dimension
 	// Wait is, per dimension, the time until that bucket holds the request's
 	// cost (zero for dimensions with room).
-	Wait [3]time.Duration
+	Wait [dimension.Count]time.Duration
 	// TooLarge is set when the cost exceeds a bucket's capacity: no wait helps.
 	TooLarge bool
 	// At is the Redis time of the decision (local time in local-share mode).
@@ -53,10 +55,10 @@ func (e *RateLimitedError) RetryAfter() time.Duration {
 func (e *RateLimitedError) Error() string {
 	var b strings.Builder
 	if e.TooLarge {
-		fmt.Fprintf(&b, "%v: %s cost exceeds the %s capacity of pool %s", ErrExceedsLimit, e.Binding, e.Binding, e.Pool)
+		fmt.Fprintf(&b, "%v: %s cost exceeds the %s capacity of pool %s", ErrExceedsLimit, e.Binding.Name(), e.Binding.Name(), e.Pool)
 		return b.String()
 	}
-	fmt.Fprintf(&b, "%v: pool %s has no room in %s for %s", ErrRateLimited, e.Pool, e.Binding, e.RetryAfter().Round(time.Millisecond))
+	fmt.Fprintf(&b, "%v: pool %s has no room in %s for %s", ErrRateLimited, e.Pool, e.Binding.Name(), e.RetryAfter().Round(time.Millisecond))
 	return b.String()
 }
 

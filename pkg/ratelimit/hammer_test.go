@@ -20,6 +20,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/claudecap/claudecap/internal/testutil/redistest"
+	"github.com/claudecap/claudecap/pkg/dimension"
 )
 
 // hammerChildEnv carries "addr|organization|class|milliseconds|seed" to a child.
@@ -91,9 +92,9 @@ func hammer(rdb redis.UniversalClient, pool PoolKey, goroutines int, d time.Dura
 				var charge int64
 				switch p := rng.IntN(10); {
 				case p < 5: // Usually less than reserved, sometimes an overage.
-					charge = rng.Int64N(cost.OutputTokens + 5)
+					charge = rng.Int64N(cost[dimension.OutputTokens] + 5)
 					s, err = r.Settle(context.Background(), Actual{
-						InputTokens:  rng.Int64N(cost.InputTokens + 10),
+						InputTokens:  rng.Int64N(cost[dimension.InputTokens] + 10),
 						OutputTokens: charge,
 					})
 				case p < 6:
@@ -107,8 +108,8 @@ func hammer(rdb redis.UniversalClient, pool PoolKey, goroutines int, d time.Dura
 					mu.Unlock()
 					return
 				}
-				give := Amounts{Requests: s.Returned.Requests, InputTokens: s.Returned.InputTokens}
-				add(logEntry{Seq: s.Seq, At: s.At.UnixMicro(), Give: give, Release: cost.OutputTokens, Charge: charge, Expires: expires})
+				give := Amounts{dimension.Requests: s.Returned[dimension.Requests], dimension.InputTokens: s.Returned[dimension.InputTokens]}
+				add(logEntry{Seq: s.Seq, At: s.At.UnixMicro(), Give: give, Release: cost[dimension.OutputTokens], Charge: charge, Expires: expires})
 			}
 		})
 	}
@@ -237,7 +238,7 @@ func TestConcurrentClientsNeverExceedTheBucket(t *testing.T) {
 	}
 	for d := range 3 {
 		if diff := st.Level[d] - final[d]; diff > 1e-3 || diff < -1e-3 {
-			t.Errorf("%s: Redis ended at %.4f, the model at %.4f", Dimension(d), st.Level[d], final[d])
+			t.Errorf("%s: Redis ended at %.4f, the model at %.4f", dimension.Dimension(d), st.Level[d], final[d])
 		}
 	}
 	if st.Seq != int64(len(log)) || st.UpdatedAt.UnixMicro() != log[len(log)-1].At {
@@ -280,11 +281,11 @@ func replayBucket(limits Limits, log []logEntry) ([3]float64, error) {
 		}
 		last = e.At
 		if e.Take != (Amounts{}) {
-			take := [3]float64{float64(e.Take.Requests), float64(e.Take.InputTokens), float64(e.Take.OutputTokens)}
+			take := [3]float64{float64(e.Take[dimension.Requests]), float64(e.Take[dimension.InputTokens]), float64(e.Take[dimension.OutputTokens])}
 			room := [3]float64{level[0], level[1], level[2] - held}
 			for d := range take {
 				if take[d] > room[d]+1e-6*capacity[d] {
-					return level, fmt.Errorf("over-grant at seq %d: %s took %.0f with only %.4f in the bucket", e.Seq, Dimension(d), take[d], room[d])
+					return level, fmt.Errorf("over-grant at seq %d: %s took %.0f with only %.4f in the bucket", e.Seq, dimension.Dimension(d), take[d], room[d])
 				}
 			}
 			level[0] -= take[0]
@@ -292,8 +293,8 @@ func replayBucket(limits Limits, log []logEntry) ([3]float64, error) {
 			holds[e.Expires/slot] += take[2]
 			held += take[2]
 		} else {
-			level[0] = min(capacity[0], level[0]+float64(e.Give.Requests))
-			level[1] = min(capacity[1], level[1]+float64(e.Give.InputTokens))
+			level[0] = min(capacity[0], level[0]+float64(e.Give[dimension.Requests]))
+			level[1] = min(capacity[1], level[1]+float64(e.Give[dimension.InputTokens]))
 			if s := e.Expires / slot; holds[s] > 0 {
 				r := min(holds[s], float64(e.Release))
 				holds[s] -= r

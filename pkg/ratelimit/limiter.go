@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/claudecap/claudecap/pkg/dimension"
 )
 
 // UnavailablePolicy says what a limiter does when Redis cannot be reached.
@@ -138,7 +140,7 @@ func (l *Limiter) Pool() PoolKey { return l.opts.Pool }
 // Call is the cost of one Messages API call: one request, the caller's
 // conservative estimate of input tokens, and max_tokens of output.
 func Call(inputTokens, maxTokens int64) Amounts {
-	return Amounts{Requests: 1, InputTokens: inputTokens, OutputTokens: maxTokens}
+	return Amounts{dimension.Requests: 1, dimension.InputTokens: inputTokens, dimension.OutputTokens: maxTokens}
 }
 
 // TryReserve takes cost from the pool's three buckets if all have room, and
@@ -156,7 +158,7 @@ func (l *Limiter) TryReserve(ctx context.Context, cost Amounts) (*Reservation, e
 }
 
 func (l *Limiter) reserve(ctx context.Context, cost Amounts) (*Reservation, error) {
-	if err := cost.validateCost(); err != nil {
+	if err := validateCost(cost); err != nil {
 		return nil, fmt.Errorf("reserving on pool %s: %w", l.opts.Pool, err)
 	}
 	l.maybeRefresh()
@@ -199,7 +201,8 @@ func (l *Limiter) recordThrottle(ctx context.Context, waited time.Duration, refu
 
 func (l *Limiter) reserveInRedis(ctx context.Context, cost Amounts) (*Reservation, error) {
 	pool := l.opts.Pool
-	v, err := reserveScript.Run(ctx, l.rdb, l.reserveKeys, cost.Requests, cost.InputTokens, cost.OutputTokens, l.leaseUS, l.opts.Workload).Result()
+	v, err := reserveScript.Run(ctx, l.rdb, l.reserveKeys,
+		cost[dimension.Requests], cost[dimension.InputTokens], cost[dimension.OutputTokens], l.leaseUS, l.opts.Workload).Result()
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return nil, fmt.Errorf("reserving on pool %s: %w", pool, ctxErr)
@@ -343,14 +346,14 @@ func (l *Limiter) reserveLocally(cost Amounts, cause error) (*Reservation, error
 	}
 	if !taken {
 		e := &RateLimitedError{Pool: pool, At: now}
-		for d := range waits {
+		for _, d := range dimension.All() {
 			if tooLarge[d] {
-				e.TooLarge, e.Binding = true, Dimension(d)
+				e.TooLarge, e.Binding = true, d
 				return nil, e
 			}
 			e.Wait[d] = waits[d]
 			if waits[d] > e.Wait[e.Binding] {
-				e.Binding = Dimension(d)
+				e.Binding = d
 			}
 		}
 		return nil, e
@@ -416,7 +419,8 @@ func (s *localShare) markUp() {
 	}
 }
 
-func (s *localShare) take(workload string, cost Amounts, now time.Time) (taken bool, waits [3]time.Duration, tooLarge [3]bool, ok bool) {
+func (s *localShare) take(workload string, cost Amounts, now time.Time) (
+	taken bool, waits [dimension.Count]time.Duration, tooLarge [dimension.Count]bool, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cfg == nil {
@@ -447,11 +451,11 @@ func shareOf(cfg PoolConfig, workload string, workloadPods, poolPods int) Limits
 		total, pods = alloc, workloadPods
 	}
 	n := int64(max(pods, 1))
-	return Limits{
-		RequestsPerMinute:     total.RequestsPerMinute / n,
-		InputTokensPerMinute:  total.InputTokensPerMinute / n,
-		OutputTokensPerMinute: total.OutputTokensPerMinute / n,
+	var share Amounts
+	for d, limit := range total.Capacity() {
+		share[d] = limit / n
 	}
+	return LimitsOf(share)
 }
 
 // durationFromSeconds converts a float number of seconds, saturating instead of

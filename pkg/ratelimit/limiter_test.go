@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/claudecap/claudecap/internal/testutil/redistest"
+	"github.com/claudecap/claudecap/pkg/dimension"
 )
 
 // newTestPool starts a redis-server, writes limits for a fresh pool and
@@ -57,7 +58,7 @@ func TestReserveTakesAllThreeOrNone(t *testing.T) {
 	// Output has 100 left: a 150-output call is refused and must take nothing.
 	_, err := l.TryReserve(ctx, Amounts{1, 4000, 150})
 	rl := refusedWith(t, err)
-	if rl.Binding != OutputTokens || rl.TooLarge || rl.Wait[Requests] != 0 || rl.Wait[InputTokens] != 0 {
+	if rl.Binding != dimension.OutputTokens || rl.TooLarge || rl.Wait[dimension.Requests] != 0 || rl.Wait[dimension.InputTokens] != 0 {
 		t.Fatalf("refusal = %+v, want only OutputTokens short", rl)
 	}
 	// 50 missing tokens and the 2.5-token admission margin (a quarter second of refill)
@@ -67,7 +68,7 @@ func TestReserveTakesAllThreeOrNone(t *testing.T) {
 	}
 	// Nothing was taken by the refusal: the whole input level is still there.
 	r2 := mustReserve(t, l, Amounts{1, 4900, 90})
-	if r2.Remaining.InputTokens != 100 || r2.Seq != 2 {
+	if r2.Remaining[dimension.InputTokens] != 100 || r2.Seq != 2 {
 		t.Fatalf("after refusal: %+v, want the refusal to have taken no input", r2)
 	}
 }
@@ -77,7 +78,7 @@ func TestReserveTooLargeAndNotConfigured(t *testing.T) {
 	srv, l := newTestPool(t, Limits{60, 6000, 600}, Options{})
 	_, err := l.TryReserve(ctx, Amounts{1, 6001, 1})
 	rl := refusedWith(t, err)
-	if !rl.TooLarge || rl.Binding != InputTokens || !errors.Is(err, ErrExceedsLimit) {
+	if !rl.TooLarge || rl.Binding != dimension.InputTokens || !errors.Is(err, ErrExceedsLimit) {
 		t.Fatalf("oversized call: %v, want ErrExceedsLimit on InputTokens", err)
 	}
 	if _, err := l.Wait(ctx, Amounts{1, 6001, 1}); !errors.Is(err, ErrExceedsLimit) {
@@ -125,11 +126,11 @@ func TestSettleRefundsUnusedAndChargesOverage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Returned.OutputTokens != -255 || s.Remaining.OutputTokens >= 0 {
+	if s.Returned[dimension.OutputTokens] != -255 || s.Remaining[dimension.OutputTokens] >= 0 {
 		t.Fatalf("overage settlement = %+v, want output debt", s)
 	}
 	_, err = l.TryReserve(ctx, Amounts{1, 0, 1})
-	if rl := refusedWith(t, err); rl.Binding != OutputTokens || rl.RetryAfter() < 5*time.Second {
+	if rl := refusedWith(t, err); rl.Binding != dimension.OutputTokens || rl.RetryAfter() < 5*time.Second {
 		t.Fatalf("in debt: %+v, want a wait of over 5s on output", rl)
 	}
 }
@@ -168,7 +169,7 @@ func TestLeaseExpiryKeepsReservationCharged(t *testing.T) {
 		t.Fatalf("late Settle = %v, want ErrLeaseExpired", err)
 	}
 	_, err := l.TryReserve(ctx, Amounts{1, 1, 300})
-	if rl := refusedWith(t, err); rl.Binding != OutputTokens {
+	if rl := refusedWith(t, err); rl.Binding != dimension.OutputTokens {
 		t.Fatalf("expired reservation was refunded: %+v", rl)
 	}
 
@@ -176,7 +177,7 @@ func TestLeaseExpiryKeepsReservationCharged(t *testing.T) {
 	// Redis time (the reply's At), not the pod's clock.
 	r2 := mustReserve(t, l, Amounts{1, 1, 0})
 	s, err := r2.Settle(ctx, Actual{})
-	if err != nil || s.At.After(r2.LeaseExpiresAt) || s.Returned.InputTokens != 1 {
+	if err != nil || s.At.After(r2.LeaseExpiresAt) || s.Returned[dimension.InputTokens] != 1 {
 		t.Fatalf("Settle within lease = %+v, %v", s, err)
 	}
 }
@@ -211,7 +212,7 @@ func TestDecisionsUseRedisClock(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := mustReserve(t, l, Amounts{0, 0, 0})
-	if gained := r.Remaining.InputTokens - drain.Remaining.InputTokens; gained < 500 {
+	if gained := r.Remaining[dimension.InputTokens] - drain.Remaining[dimension.InputTokens]; gained < 500 {
 		t.Fatalf("input refilled by %d over a 0.5s server sleep, want >= 500", gained)
 	}
 }
@@ -252,8 +253,8 @@ func TestWaitSleepsUntilAdmitted(t *testing.T) {
 	if waited := time.Since(start); waited < 250*time.Millisecond {
 		t.Fatalf("Wait admitted after %s, before the bucket could refill (300ms)", waited)
 	}
-	if r.Remaining.Requests != 5 {
-		t.Fatalf("remaining requests = %d, want the margin of 5", r.Remaining.Requests)
+	if r.Remaining[dimension.Requests] != 5 {
+		t.Fatalf("remaining requests = %d, want the margin of 5", r.Remaining[dimension.Requests])
 	}
 
 	// A deadline shorter than the needed wait fails at once with both errors.
@@ -266,7 +267,7 @@ func TestWaitSleepsUntilAdmitted(t *testing.T) {
 		t.Fatalf("Wait past deadline = %v, want DeadlineExceeded and ErrRateLimited", err)
 	}
 	var rl *RateLimitedError
-	if !errors.As(err, &rl) || rl.Binding != InputTokens {
+	if !errors.As(err, &rl) || rl.Binding != dimension.InputTokens {
 		t.Fatalf("Wait past deadline lost the refusal details: %v", err)
 	}
 	if time.Since(start) > 50*time.Millisecond {
@@ -295,7 +296,7 @@ func TestLimitsChangeTakesEffect(t *testing.T) {
 		t.Fatalf("admitted 99 output tokens of 99 available: no margin was kept")
 	}
 	r := mustReserve(t, l, Amounts{0, 0, 98})
-	if r.Remaining.OutputTokens != 1 {
-		t.Fatalf("remaining output %d after lowering the limit to 100, want 1", r.Remaining.OutputTokens)
+	if r.Remaining[dimension.OutputTokens] != 1 {
+		t.Fatalf("remaining output %d after lowering the limit to 100, want 1", r.Remaining[dimension.OutputTokens])
 	}
 }

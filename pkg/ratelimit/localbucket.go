@@ -2,6 +2,8 @@ package ratelimit
 
 import (
 	"time"
+
+	"github.com/claudecap/claudecap/pkg/dimension"
 )
 
 // localBucket is the in-memory three-dimension bucket used by the LocalShare
@@ -9,17 +11,17 @@ import (
 // limit/60 per second, all or nothing, debt allowed) on the local clock, which
 // is acceptable here because only this process reads it.
 type localBucket struct {
-	capacity [3]float64
-	level    [3]float64
+	capacity dimension.Rates
+	level    dimension.Rates
 	at       time.Time
 }
 
 func newEmptyBucket(share Limits, now time.Time) *localBucket {
-	c := share.Capacity()
-	return &localBucket{
-		capacity: [3]float64{float64(c.Requests), float64(c.InputTokens), float64(c.OutputTokens)},
-		at:       now,
+	b := &localBucket{at: now}
+	for d, limit := range share.Capacity() {
+		b.capacity[d] = float64(limit)
 	}
+	return b
 }
 
 func (b *localBucket) refill(now time.Time) {
@@ -35,9 +37,12 @@ func (b *localBucket) refill(now time.Time) {
 
 // take removes cost from all dimensions if each has room. Otherwise it reports
 // per dimension the wait until it would, or that the cost exceeds capacity.
-func (b *localBucket) take(cost Amounts, now time.Time) (taken bool, waits [3]time.Duration, tooLarge [3]bool) {
+func (b *localBucket) take(cost Amounts, now time.Time) (taken bool, waits [dimension.Count]time.Duration, tooLarge [dimension.Count]bool) {
 	b.refill(now)
-	need := [3]float64{float64(cost.Requests), float64(cost.InputTokens), float64(cost.OutputTokens)}
+	var need dimension.Rates
+	for d, v := range cost {
+		need[d] = float64(v)
+	}
 	fits, large := true, false
 	for d := range need {
 		if need[d] > b.capacity[d] {
@@ -67,8 +72,7 @@ func (b *localBucket) take(cost Amounts, now time.Time) (taken bool, waits [3]ti
 // give adds back (or, when negative, charges) amounts, never above capacity.
 func (b *localBucket) give(back Amounts, now time.Time) {
 	b.refill(now)
-	delta := [3]float64{float64(back.Requests), float64(back.InputTokens), float64(back.OutputTokens)}
-	for d := range delta {
-		b.level[d] = min(b.capacity[d], b.level[d]+delta[d])
+	for d, v := range back {
+		b.level[d] = min(b.capacity[d], b.level[d]+float64(v))
 	}
 }

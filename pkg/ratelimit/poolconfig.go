@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/claudecap/claudecap/pkg/dimension"
 )
 
 // OutputRule is how the API charges output tokens against the OTPM limit. The
@@ -129,15 +131,17 @@ func encodeReserves(limits Limits, reserves map[string]Limits) (string, error) {
 		if err := r.Validate(); err != nil {
 			return "", fmt.Errorf("reserve of %s: %w", w, err)
 		}
-		r = Limits{
-			RequestsPerMinute:     min(r.RequestsPerMinute, limits.RequestsPerMinute),
-			InputTokensPerMinute:  min(r.InputTokensPerMinute, limits.InputTokensPerMinute),
-			OutputTokensPerMinute: min(r.OutputTokensPerMinute, limits.OutputTokensPerMinute),
+		reserve, limit := r.Capacity(), limits.Capacity()
+		for d := range reserve {
+			reserve[d] = min(reserve[d], limit[d])
 		}
-		if r == (Limits{}) {
+		if reserve == (Amounts{}) {
 			continue
 		}
-		fmt.Fprintf(&b, "\n%s %d %d %d", w, r.RequestsPerMinute, r.InputTokensPerMinute, r.OutputTokensPerMinute)
+		b.WriteString("\n" + w)
+		for _, v := range reserve {
+			fmt.Fprintf(&b, " %d", v)
+		}
 	}
 	return b.String(), nil
 }
@@ -153,10 +157,10 @@ func decodeReserves(table string) (map[string]Limits, error) {
 	out := map[string]Limits{}
 	for _, line := range strings.Split(table[1:], "\n") {
 		f := strings.Split(line, " ")
-		if len(f) != 4 || ValidateWorkload(f[0]) != nil {
+		if len(f) != 1+dimension.Count || ValidateWorkload(f[0]) != nil {
 			return nil, fmt.Errorf("reserve entry %.80q is not \"<workload> <requests> <input> <output>\"", line)
 		}
-		var v [3]int64
+		var v Amounts
 		for i := range v {
 			n, err := strconv.ParseInt(f[i+1], 10, 64)
 			if err != nil || n < 0 {
@@ -164,7 +168,7 @@ func decodeReserves(table string) (map[string]Limits, error) {
 			}
 			v[i] = n
 		}
-		out[f[0]] = Limits{v[0], v[1], v[2]}
+		out[f[0]] = LimitsOf(v)
 	}
 	return out, nil
 }
@@ -204,8 +208,14 @@ func ReadPoolConfig(ctx context.Context, rdb redis.UniversalClient, pool PoolKey
 	return cfg, nil
 }
 
-// limitFields are the limits hash fields.
-var limitFields = []string{"rpm", "itpm", "otpm", "updated_ms", "output_rule"}
+// limitFields are the limits hash fields: each dimension's limit, then the others.
+var limitFields = func() []string {
+	fields := make([]string, 0, dimension.Count+2)
+	for _, d := range dimension.All() {
+		fields = append(fields, d.Info().LimitRedisField)
+	}
+	return append(fields, "updated_ms", "output_rule")
+}()
 
 // decodePoolConfig parses the limits and alloc hashes. An empty limits hash is
 // ErrPoolNotConfigured; anything malformed is an error naming the field.
@@ -222,7 +232,11 @@ func decodePoolConfig(limits, alloc map[string]string) (PoolConfig, error) {
 		}
 		return v
 	}
-	cfg.Limits = Limits{field("rpm"), field("itpm"), field("otpm")}
+	var l Amounts
+	for _, d := range dimension.All() {
+		l[d] = field(d.Info().LimitRedisField)
+	}
+	cfg.Limits = LimitsOf(l)
 	switch rule := OutputRule(limits["output_rule"]); rule {
 	case "", OutputProduced:
 		cfg.OutputRule = OutputProduced // Written before the rule existed: produced.

@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/claudecap/claudecap/internal/testutil/redistest"
+	"github.com/claudecap/claudecap/pkg/dimension"
 )
 
 // Workloads of the priority tests: batch has a reserve, chat (higher
@@ -59,19 +60,19 @@ func drain(t *testing.T, l *Limiter, cost Amounts) (int, *RateLimitedError) {
 func TestReserveHonouredForLowNotHigh(t *testing.T) {
 	limits := Limits{60, 60_000, 6000} // Refill per second: 1 request, 1000 input, 100 output.
 	reserves := map[string]Limits{batchWorkload: {12, 12_000, 1200}}
-	for _, binding := range []Dimension{Requests, InputTokens, OutputTokens} {
+	for _, binding := range []dimension.Dimension{dimension.Requests, dimension.InputTokens, dimension.OutputTokens} {
 		t.Run(binding.String(), func(t *testing.T) {
 			_, pool, lims := newPriorityPool(t, limits, reserves, batchWorkload, chatWorkload)
 			// A cost binding in one dimension (48 calls leave the reserve), small in the others.
 			cost := Amounts{1, 100, 10}
 			switch binding {
-			case Requests:
-			case InputTokens:
+			case dimension.Requests:
+			case dimension.InputTokens:
 				cost = Amounts{0, 2000, 10} // 24 calls leave 12,000.
-			case OutputTokens:
+			case dimension.OutputTokens:
 				cost = Amounts{0, 100, 200} // 24 calls leave 1200.
 			}
-			want := int((limits.Capacity().Get(binding) - reserves[batchWorkload].Capacity().Get(binding)) / cost.Get(binding))
+			want := int((limits.Capacity()[binding] - reserves[batchWorkload].Capacity()[binding]) / cost[binding])
 			n, rl := drain(t, lims[batchWorkload], cost)
 			// The admission margin (a quarter second of refill) may cost the last call;
 			// refill while draining may give one more.
@@ -86,15 +87,15 @@ func TestReserveHonouredForLowNotHigh(t *testing.T) {
 				t.Fatal(err)
 			}
 			avail := st.Level[binding]
-			if binding == OutputTokens {
+			if binding == dimension.OutputTokens {
 				avail -= st.Held
 			}
-			if r := float64(reserves[batchWorkload].Capacity().Get(binding)); avail < r-float64(cost.Get(binding)) {
+			if r := float64(reserves[batchWorkload].Capacity()[binding]); avail < r-float64(cost[binding]) {
 				t.Fatalf("batch left %.1f %s, want at least its reserve %.0f less one call", avail, binding, r)
 			}
 			// The higher-priority workload takes the reserve.
 			m, _ := drain(t, lims[chatWorkload], cost)
-			if wantChat := int(reserves[batchWorkload].Capacity().Get(binding)/cost.Get(binding)) - 1; m < wantChat {
+			if wantChat := int(reserves[batchWorkload].Capacity()[binding]/cost[binding]) - 1; m < wantChat {
 				t.Fatalf("chat admitted %d calls after the batch burst, want at least %d (the reserve)", m, wantChat)
 			}
 		})
@@ -114,7 +115,7 @@ func TestReserveWaitIncludesReserve(t *testing.T) {
 	_, err := batch.TryReserve(ctx, Amounts{1, 0, 0})
 	rl := refusedWith(t, err)
 	// 1 request + 30 reserved + 0.25 margin - 10 in the bucket, at 1 per second.
-	if rl.Binding != Requests || rl.RetryAfter() > 21250*time.Millisecond || rl.RetryAfter() < 20*time.Second {
+	if rl.Binding != dimension.Requests || rl.RetryAfter() > 21250*time.Millisecond || rl.RetryAfter() < 20*time.Second {
 		t.Fatalf("batch refusal %+v (retry after %s), want requests binding, just under 21.25s", rl, rl.RetryAfter())
 	}
 	mustReserve(t, chat, Amounts{1, 0, 0})
@@ -124,12 +125,12 @@ func TestReserveWaitIncludesReserve(t *testing.T) {
 	_, err = batch.TryReserve(ctx, Amounts{0, 0, 10})
 	rl = refusedWith(t, err)
 	// 10 output + 120 reserved + 2.5 margin - 100 available, at 10 per second.
-	if w := rl.Wait[OutputTokens]; w > 3250*time.Millisecond || w < 3*time.Second {
+	if w := rl.Wait[dimension.OutputTokens]; w > 3250*time.Millisecond || w < 3*time.Second {
 		t.Fatalf("batch refusal %+v: output wait %s, want just under 3.25s", rl, w)
 	}
 	// A call must leave the reserve even in a dimension it takes nothing of:
 	// 30 reserved requests less the 9 in the bucket.
-	if rl.Binding != Requests || rl.Wait[Requests] < 19*time.Second || rl.Wait[Requests] > 21*time.Second {
+	if rl.Binding != dimension.Requests || rl.Wait[dimension.Requests] < 19*time.Second || rl.Wait[dimension.Requests] > 21*time.Second {
 		t.Fatalf("batch refusal %+v: want the requests wait of its reserve (about 21s) binding", rl)
 	}
 	mustReserve(t, chat, Amounts{0, 0, 10})
@@ -145,13 +146,13 @@ func TestReserveNeverMakesACallImpossible(t *testing.T) {
 	mustReserve(t, batch, Amounts{55, 100, 10}) // From the full bucket.
 	_, err := batch.TryReserve(ctx, Amounts{1, 100, 0})
 	rl := refusedWith(t, err)
-	if rl.TooLarge || rl.Binding != Requests {
+	if rl.TooLarge || rl.Binding != dimension.Requests {
 		t.Fatalf("refusal %+v, want requests binding, not too large", rl)
 	}
 	// Input: the reserve (the whole capacity) clamps to capacity - cost: the
 	// 100-token call waits for a full input bucket (100 tokens at 100/s).
-	if rl.Wait[InputTokens] > time.Second || rl.Wait[InputTokens] < 900*time.Millisecond {
-		t.Fatalf("input wait %s, want just under 1s (until the bucket is full again)", rl.Wait[InputTokens])
+	if rl.Wait[dimension.InputTokens] > time.Second || rl.Wait[dimension.InputTokens] < 900*time.Millisecond {
+		t.Fatalf("input wait %s, want just under 1s (until the bucket is full again)", rl.Wait[dimension.InputTokens])
 	}
 	// A reserve above the limit is clamped to it when written.
 	got, err := ReadPoolConfig(ctx, srv.Client(), pool)

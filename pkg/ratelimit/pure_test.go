@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/claudecap/claudecap/pkg/dimension"
 )
 
 func TestPoolKeyValidate(t *testing.T) {
@@ -77,7 +79,7 @@ func TestParseReplyRejectsMalformed(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := refusal(PoolKey{"o", "c"}, r)
-	if e.Binding != InputTokens || e.RetryAfter() != 5*time.Millisecond || e.Wait[OutputTokens] != 2*time.Millisecond {
+	if e.Binding != dimension.InputTokens || e.RetryAfter() != 5*time.Millisecond || e.Wait[dimension.OutputTokens] != 2*time.Millisecond {
 		t.Errorf("refusal = %+v, want binding InputTokens after 5ms", e)
 	}
 	if !errors.Is(e, ErrRateLimited) || errors.Is(e, ErrExceedsLimit) {
@@ -85,7 +87,7 @@ func TestParseReplyRejectsMalformed(t *testing.T) {
 	}
 	r.status, r.waits = statusTooLarge, [3]int64{0, 0, -1}
 	e = refusal(PoolKey{"o", "c"}, r)
-	if !e.TooLarge || e.Binding != OutputTokens || !errors.Is(e, ErrExceedsLimit) {
+	if !e.TooLarge || e.Binding != dimension.OutputTokens || !errors.Is(e, ErrExceedsLimit) {
 		t.Errorf("too-large refusal = %+v, want OutputTokens too large", e)
 	}
 }
@@ -104,23 +106,23 @@ func TestLocalBucketStartsEmptyRefillsAndIsAllOrNothing(t *testing.T) {
 	}
 	// 10 s later: 10 requests, 100 input, 20 output. Output binds a 30-token call.
 	taken, waits, _ = b.take(Amounts{1, 10, 30}, t0.Add(11*time.Second))
-	if taken || waits[OutputTokens] != 5*time.Second || waits[Requests] != 0 {
+	if taken || waits[dimension.OutputTokens] != 5*time.Second || waits[dimension.Requests] != 0 {
 		t.Fatalf("output-bound call: taken=%v waits=%v, want wait 5s on output only", taken, waits)
 	}
-	if b.level[Requests] != 10 || b.level[InputTokens] != 100 {
+	if b.level[dimension.Requests] != 10 || b.level[dimension.InputTokens] != 100 {
 		t.Fatalf("a refused call took something: levels %v", b.level)
 	}
 	_, _, large := b.take(Amounts{61, 0, 0}, t0.Add(11*time.Second))
-	if !large[Requests] {
+	if !large[dimension.Requests] {
 		t.Fatalf("a cost above capacity must be reported too large")
 	}
 	b.give(Amounts{0, 0, -50}, t0.Add(11*time.Second))
-	if b.level[OutputTokens] != -30 {
-		t.Fatalf("debt: output level %v, want -30", b.level[OutputTokens])
+	if b.level[dimension.OutputTokens] != -30 {
+		t.Fatalf("debt: output level %v, want -30", b.level[dimension.OutputTokens])
 	}
 	b.give(Amounts{1000, 0, 0}, t0.Add(11*time.Second))
-	if b.level[Requests] != 60 {
-		t.Fatalf("refund above capacity: level %v, want capped at 60", b.level[Requests])
+	if b.level[dimension.Requests] != 60 {
+		t.Fatalf("refund above capacity: level %v, want capped at 60", b.level[dimension.Requests])
 	}
 }
 
@@ -179,10 +181,10 @@ func TestParseUpstreamHeaders(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantReset := time.Date(2025, 8, 21, 12, 40, 59, 0, time.UTC)
-	if !u.InputTokens.Known || u.InputTokens.Limit != 80000 || u.InputTokens.Remaining != 79000 || !u.InputTokens.Reset.Equal(wantReset) {
-		t.Errorf("input tokens = %+v", u.InputTokens)
+	if !u.Buckets[dimension.InputTokens].Known || u.Buckets[dimension.InputTokens].Limit != 80000 || u.Buckets[dimension.InputTokens].Remaining != 79000 || !u.Buckets[dimension.InputTokens].Reset.Equal(wantReset) {
+		t.Errorf("input tokens = %+v", u.Buckets[dimension.InputTokens])
 	}
-	if u.Requests.Remaining != 999 || u.OutputTokens.Limit != 16000 || u.Tokens.Known {
+	if u.Buckets[dimension.Requests].Remaining != 999 || u.Buckets[dimension.OutputTokens].Limit != 16000 || u.Tokens.Known {
 		t.Errorf("parsed %+v; tokens-* was absent and must stay unknown", u)
 	}
 	if u.RetryAfter != 7*time.Second || u.Status != 429 {
@@ -195,7 +197,7 @@ func TestParseUpstreamHeaders(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "requests-remaining") || !strings.Contains(err.Error(), "retry-after") {
 		t.Fatalf("malformed headers: err = %v", err)
 	}
-	if u.Requests.Known || !u.InputTokens.Known {
+	if u.Buckets[dimension.Requests].Known || !u.Buckets[dimension.InputTokens].Known {
 		t.Errorf("a malformed bucket must stay unknown and the others parse: %+v", u)
 	}
 }

@@ -3,6 +3,8 @@ package ratelimit
 import (
 	"fmt"
 	"time"
+
+	"github.com/claudecap/claudecap/pkg/dimension"
 )
 
 // Status codes the scripts return in the first reply element.
@@ -24,7 +26,7 @@ type scriptReply struct {
 	seq    int64
 	levels Amounts
 	// waits is per dimension in microseconds; -1 marks a cost above capacity.
-	waits [3]int64
+	waits dimension.Amounts
 }
 
 // parseReply decodes a script's integer array reply laid out as {status,
@@ -47,7 +49,7 @@ func parseReply(v any) (scriptReply, error) {
 		at:     time.UnixMicro(ints[1]),
 		seq:    ints[2],
 		levels: Amounts{ints[3], ints[4], ints[5]},
-		waits:  [3]int64{ints[6], ints[7], ints[8]},
+		waits:  Amounts{ints[6], ints[7], ints[8]},
 	}, nil
 }
 
@@ -64,18 +66,18 @@ func refusal(pool PoolKey, r scriptReply) *RateLimitedError {
 	e := &RateLimitedError{Pool: pool, At: r.at}
 	if r.status == statusTooLarge {
 		e.TooLarge = true
-		for d, w := range r.waits {
-			if w < 0 {
-				e.Binding = Dimension(d)
+		for _, d := range dimension.All() {
+			if r.waits[d] < 0 {
+				e.Binding = d
 				break
 			}
 		}
 		return e
 	}
-	for d, w := range r.waits {
-		e.Wait[d] = time.Duration(w) * time.Microsecond
+	for _, d := range dimension.All() {
+		e.Wait[d] = time.Duration(r.waits[d]) * time.Microsecond
 		if e.Wait[d] > e.Wait[e.Binding] {
-			e.Binding = Dimension(d)
+			e.Binding = d
 		}
 	}
 	return e

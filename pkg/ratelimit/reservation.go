@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sync/atomic"
 	"time"
+
+	"github.com/claudecap/claudecap/pkg/dimension"
 )
 
 // usageRing is the number of one-second slots kept per workload, and so the
@@ -82,7 +84,7 @@ func (r *Reservation) Settle(ctx context.Context, used Actual) (Settlement, erro
 	if used.InputTokens < 0 || used.OutputTokens < 0 || used.CacheReadInputTokens < 0 {
 		return Settlement{}, fmt.Errorf("settling on pool %s: negative usage %+v", r.Pool, used)
 	}
-	actual := Amounts{Requests: r.Cost.Requests, InputTokens: used.InputTokens, OutputTokens: used.OutputTokens}
+	actual := Amounts{dimension.Requests: r.Cost[dimension.Requests], dimension.InputTokens: used.InputTokens, dimension.OutputTokens: used.OutputTokens}
 	return r.close(ctx, actual, used.CacheReadInputTokens, apiState(used), true)
 }
 
@@ -96,12 +98,12 @@ func (r *Reservation) Cancel(ctx context.Context) (Settlement, error) {
 // upstreamState is the upstream part of a settlement's arguments: remaining
 // per dimension (-1 unknown), limits (0 unknown), µs since the call was sent.
 type upstreamState struct {
-	remaining [3]int64
-	limit     [3]int64
+	remaining dimension.Amounts
+	limit     dimension.Amounts
 	ageUS     int64
 }
 
-var unknownAPIState = upstreamState{remaining: [3]int64{-1, -1, -1}}
+var unknownAPIState = upstreamState{remaining: dimension.Amounts{-1, -1, -1}}
 
 // apiState extracts what the settlement script needs from used.Upstream.
 func apiState(used Actual) upstreamState {
@@ -109,7 +111,7 @@ func apiState(used Actual) upstreamState {
 	if used.Upstream == nil {
 		return st
 	}
-	for d, b := range []UpstreamBucket{used.Upstream.Requests, used.Upstream.InputTokens, used.Upstream.OutputTokens} {
+	for d, b := range used.Upstream.Buckets {
 		if b.Known && b.Remaining >= 0 {
 			st.remaining[d], st.limit[d] = b.Remaining, max(b.Limit, 0)
 		}
@@ -144,8 +146,9 @@ func (r *Reservation) settleInRedis(ctx context.Context, actual Amounts, cacheRe
 	}
 	keys := append(l.settleKeys[:len(l.settleKeys):len(l.settleKeys)], pool.settledKey(r.nonce))
 	v, err := settleScript.Run(ctx, l.rdb, keys,
-		r.GrantedAt.UnixMicro(), l.leaseUS, r.Cost.Requests, r.Cost.InputTokens, r.Cost.OutputTokens,
-		actual.Requests, actual.InputTokens, actual.OutputTokens, cacheRead,
+		r.GrantedAt.UnixMicro(), l.leaseUS,
+		r.Cost[dimension.Requests], r.Cost[dimension.InputTokens], r.Cost[dimension.OutputTokens],
+		actual[dimension.Requests], actual[dimension.InputTokens], actual[dimension.OutputTokens], cacheRead,
 		workload, l.opts.Pod, usageRing,
 		api.remaining[0], api.remaining[1], api.remaining[2], api.limit[0], api.limit[1], api.limit[2], api.ageUS,
 	).Result()

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/claudecap/claudecap/internal/testutil/redistest"
+	"github.com/claudecap/claudecap/pkg/dimension"
 )
 
 func TestPoolConfigRoundTrip(t *testing.T) {
@@ -164,12 +165,9 @@ func TestUpstreamRoundTripAndExpiry(t *testing.T) {
 		t.Fatalf("nothing written: ok=%v err=%v", ok, err)
 	}
 	reset := time.Date(2025, 8, 21, 12, 41, 0, 0, time.UTC)
-	in := Upstream{
-		Requests:     UpstreamBucket{Known: true, Limit: 1000, Remaining: 999, Reset: reset},
-		OutputTokens: UpstreamBucket{Known: true, Limit: 16000, Remaining: 4000, Reset: reset},
-		Status:       429,
-		RetryAfter:   7 * time.Second,
-	}
+	in := Upstream{Status: 429, RetryAfter: 7 * time.Second}
+	in.Buckets[dimension.Requests] = UpstreamBucket{Known: true, Limit: 1000, Remaining: 999, Reset: reset}
+	in.Buckets[dimension.OutputTokens] = UpstreamBucket{Known: true, Limit: 16000, Remaining: 4000, Reset: reset}
 	if err := WriteUpstream(ctx, rdb, pool, in); err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +175,7 @@ func TestUpstreamRoundTripAndExpiry(t *testing.T) {
 	if err != nil || !ok {
 		t.Fatalf("ReadUpstream: ok=%v err=%v", ok, err)
 	}
-	if got.Requests != in.Requests || got.OutputTokens != in.OutputTokens || got.InputTokens.Known ||
+	if got.Buckets[dimension.Requests] != in.Buckets[dimension.Requests] || got.Buckets[dimension.OutputTokens] != in.Buckets[dimension.OutputTokens] || got.Buckets[dimension.InputTokens].Known ||
 		got.Status != 429 || got.RetryAfter != 7*time.Second {
 		t.Fatalf("read %+v, want %+v", got, in)
 	}
@@ -188,11 +186,13 @@ func TestUpstreamRoundTripAndExpiry(t *testing.T) {
 		t.Fatalf("upstream TTL %s, want within (0, %s]", ttl, UpstreamTTL)
 	}
 	// A newer observation without output headers replaces the old one whole.
-	if err := WriteUpstream(ctx, rdb, pool, Upstream{Status: 200, Requests: in.Requests}); err != nil {
+	newer := Upstream{Status: 200}
+	newer.Buckets[dimension.Requests] = in.Buckets[dimension.Requests]
+	if err := WriteUpstream(ctx, rdb, pool, newer); err != nil {
 		t.Fatal(err)
 	}
 	got, _, _ = ReadUpstream(ctx, rdb, pool)
-	if got.OutputTokens.Known || got.Status != 200 {
+	if got.Buckets[dimension.OutputTokens].Known || got.Status != 200 {
 		t.Fatalf("stale output bucket survived: %+v", got)
 	}
 }

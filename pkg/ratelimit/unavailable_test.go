@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/claudecap/claudecap/internal/testutil/redistest"
+	"github.com/claudecap/claudecap/pkg/dimension"
 )
 
 const testPassword = "hunter2-do-not-log"
@@ -116,7 +117,7 @@ func TestLocalShareEnforcesPodShareWhileRedisIsDown(t *testing.T) {
 	srv.Stop()
 	// The local bucket starts empty: the first call waits 1/5 s.
 	_, err = l.TryReserve(ctx, Call(1, 1))
-	if rl := refusedWith(t, err); rl.Binding != Requests || rl.RetryAfter() > 200*time.Millisecond || rl.RetryAfter() < 150*time.Millisecond {
+	if rl := refusedWith(t, err); rl.Binding != dimension.Requests || rl.RetryAfter() > 200*time.Millisecond || rl.RetryAfter() < 150*time.Millisecond {
 		t.Fatalf("first local decision = %+v, want a wait of ~200ms on Requests", rl)
 	}
 	// Over one second of waiting callers, the pod admits about its share of 5.

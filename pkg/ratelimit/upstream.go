@@ -7,10 +7,11 @@ import (
 	"math"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/claudecap/claudecap/pkg/dimension"
 )
 
 // UpstreamTTL is how long the last upstream observation is kept without a
@@ -33,14 +34,11 @@ type UpstreamBucket struct {
 // using the same organization shrink Remaining, which our own usage does not
 // show; the controller subtracts it from the budget.
 type Upstream struct {
-	// Requests is anthropic-ratelimit-requests-*.
-	Requests UpstreamBucket
+	// Buckets holds anthropic-ratelimit-<dimension>-* per dimension, indexed by
+	// dimension.Dimension.
+	Buckets [dimension.Count]UpstreamBucket
 	// Tokens is anthropic-ratelimit-tokens-* (the most restrictive token limit).
 	Tokens UpstreamBucket
-	// InputTokens is anthropic-ratelimit-input-tokens-*.
-	InputTokens UpstreamBucket
-	// OutputTokens is anthropic-ratelimit-output-tokens-*.
-	OutputTokens UpstreamBucket
 	// Status is the HTTP status of the response the values came from.
 	Status int
 	// RetryAfter is the retry-after header (429 and 529 responses).
@@ -50,18 +48,32 @@ type Upstream struct {
 	ObservedAt time.Time
 }
 
-// upstreamBuckets lists the header name part and Redis field prefix of each
-// bucket, with accessors, so parsing, encoding and decoding agree.
-var upstreamBuckets = []struct {
-	header string
-	field  string
-	get    func(*Upstream) *UpstreamBucket
-}{
-	{"requests", "requests", func(u *Upstream) *UpstreamBucket { return &u.Requests }},
-	{"tokens", "tokens", func(u *Upstream) *UpstreamBucket { return &u.Tokens }},
-	{"input-tokens", "input_tokens", func(u *Upstream) *UpstreamBucket { return &u.InputTokens }},
-	{"output-tokens", "output_tokens", func(u *Upstream) *UpstreamBucket { return &u.OutputTokens }},
+// Known reports whether any bucket was reported.
+func (u *Upstream) Known() bool {
+	for _, b := range u.Buckets {
+		if b.Known {
+			return true
+		}
+	}
+	return u.Tokens.Known
 }
+
+// upstreamBucket is one bucket of Upstream with its Redis field prefix, so that
+// encoding and decoding walk the same list.
+type upstreamBucket struct {
+	field string
+	get   func(*Upstream) *UpstreamBucket
+}
+
+// upstreamBuckets lists every bucket of Upstream: one per dimension, named by the
+// dimension table, then the combined tokens bucket.
+var upstreamBuckets = func() []upstreamBucket {
+	out := make([]upstreamBucket, 0, dimension.Count+1)
+	for _, d := range dimension.All() {
+		out = append(out, upstreamBucket{d.Info().Field, func(u *Upstream) *UpstreamBucket { return &u.Buckets[d] }})
+	}
+	return append(out, upstreamBucket{dimension.CombinedTokensHeader, func(u *Upstream) *UpstreamBucket { return &u.Tokens }})
+}()
 
 // ParseUpstreamHeaders extracts the anthropic-ratelimit-* and retry-after
 // headers of a response. Buckets whose headers are absent stay unknown; a
@@ -69,30 +81,12 @@ var upstreamBuckets = []struct {
 // leaves its bucket unknown, the rest is still returned.
 func ParseUpstreamHeaders(h http.Header, status int) (Upstream, error) {
 	u := Upstream{Status: status}
-	var errs []error
-	for _, b := range upstreamBuckets {
-		prefix := "Anthropic-Ratelimit-" + b.header + "-"
-		limit, remaining, reset := h.Get(prefix+"limit"), h.Get(prefix+"remaining"), h.Get(prefix+"reset")
-		if limit == "" && remaining == "" && reset == "" {
-			continue
-		}
-		var bucket UpstreamBucket
-		var err error
-		if bucket.Limit, err = parseCount(limit); err != nil {
-			errs = append(errs, fmt.Errorf("header %slimit: %w", strings.ToLower(prefix), err))
-			continue
-		}
-		if bucket.Remaining, err = parseCount(remaining); err != nil {
-			errs = append(errs, fmt.Errorf("header %sremaining: %w", strings.ToLower(prefix), err))
-			continue
-		}
-		if bucket.Reset, err = time.Parse(time.RFC3339, reset); err != nil {
-			errs = append(errs, fmt.Errorf("header %sreset: %w", strings.ToLower(prefix), err))
-			continue
-		}
-		bucket.Known = true
-		*b.get(&u) = bucket
+	parsed, err := dimension.ParseHeaders(h)
+	errs := []error{err}
+	for d, v := range parsed.ByDimension {
+		u.Buckets[d] = bucketOf(v)
 	}
+	u.Tokens = bucketOf(parsed.CombinedTokens)
 	if ra := h.Get("Retry-After"); ra != "" {
 		secs, err := strconv.ParseFloat(ra, 64)
 		if err != nil || secs < 0 || math.IsNaN(secs) || math.IsInf(secs, 0) {
@@ -104,12 +98,12 @@ func ParseUpstreamHeaders(h http.Header, status int) (Upstream, error) {
 	return u, errors.Join(errs...)
 }
 
-func parseCount(s string) (int64, error) {
-	v, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
-	if err != nil || v < 0 {
-		return 0, fmt.Errorf("%q is not a non-negative integer", s)
+// bucketOf keeps a header triple only when all three values were readable.
+func bucketOf(v dimension.HeaderValues) UpstreamBucket {
+	if !v.Complete() {
+		return UpstreamBucket{}
 	}
-	return v, nil
+	return UpstreamBucket{Known: true, Limit: v.Limit, Remaining: v.Remaining, Reset: v.Reset}
 }
 
 // WriteUpstream replaces the pool's last upstream observation; it expires

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/claudecap/claudecap/pkg/dimension"
 )
 
 // UsageSample is what one workload did, added to the current second of its
@@ -31,6 +33,11 @@ type UsageSample struct {
 	// limiter, in milliseconds, admitted or not. The controller takes it out of
 	// the replica time that measures per-replica throughput.
 	WaitedMillis int64
+}
+
+// Amounts returns the sample's charged amounts per dimension.
+func (s UsageSample) Amounts() Amounts {
+	return Amounts{dimension.Requests: s.Requests, dimension.InputTokens: s.InputTokens, dimension.OutputTokens: s.OutputTokens}
 }
 
 func (s UsageSample) validate() error {

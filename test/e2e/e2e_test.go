@@ -57,22 +57,7 @@ func TestEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	defer cancel()
 	began := time.Now()
-	cluster, err := localcluster.Start(ctx, localcluster.Options{
-		Nodes: 2, PodStartDelay: time.Second, HonorGracePeriod: true, SkipCRDs: true, AuditLog: true,
-	})
-	if err != nil {
-		t.Fatalf("starting the local cluster: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := cluster.Stop(); err != nil {
-			t.Errorf("stopping the local cluster: %v", err)
-		}
-	})
-	t.Logf("local cluster up in %s (logs and audit log in %s)", time.Since(began).Round(time.Millisecond), cluster.Dir)
-	kube := adminClient(t, cluster)
-	cs := kubernetes.NewForConfigOrDie(cluster.Config)
-	tl := findTools(t, cluster)
-	managerBin := buildManager(ctx, t, t.TempDir())
+	cluster, kube, cs, tl, managerBin := setUp(ctx, t)
 
 	top := t
 	p := &phases{t: t}
@@ -110,21 +95,7 @@ func TestEndToEnd(t *testing.T) {
 	})
 	op.stop()
 
-	grants := grantsOf(ctx, t, kube, releaseNamespace, managerName)
-	rep := checkRBAC(t, operatorCalls(t, cluster.AuditLogPath, op.user), grants, p.at)
-	t.Logf("phases (whole run %s):\n%s", time.Since(began).Round(time.Second), p.table())
-	t.Logf("RBAC of the chart's ServiceAccount, from the API server's audit log:\n%s", rep.table())
-	for _, c := range rep.ungranted {
-		t.Logf("allowed by a grant outside the chart: %s (%s)", c.permission, c.uri)
-	}
-	for _, c := range rep.refused {
-		t.Errorf("the API server refused the operator (403): %s %s in phase %s", c.permission, c.uri, p.at(c.at))
-	}
-	for _, g := range rep.unused {
-		if writeVerb(g.verb) && idleReason(g) == "" {
-			t.Errorf("the chart grants %s (%s) and the operator never used it: remove it", g.permission, g.role)
-		}
-	}
+	auditRBAC(ctx, t, kube, cluster, op, releaseNamespace, managerName, p)
 
 	p.run("helm-uninstall", func(t *testing.T) string {
 		tl.run(ctx, t, tl.helm, "uninstall", release, "--namespace", releaseNamespace)
@@ -149,6 +120,46 @@ func TestEndToEnd(t *testing.T) {
 		return "manager, ServiceAccount and RBAC removed; the CRDs, the ClaudeCapacity and its status stay (helm never deletes crds/)"
 	})
 	t.Logf("phases (whole run %s):\n%s", time.Since(began).Round(time.Second), p.table())
+}
+
+// setUp starts a local cluster that installs no CRDs (the chart or kustomize does) and
+// keeps an audit log, and builds the manager binary.
+func setUp(ctx context.Context, t *testing.T) (*localcluster.Cluster, client.Client, kubernetes.Interface, tools, string) {
+	t.Helper()
+	began := time.Now()
+	cluster, err := localcluster.Start(ctx, localcluster.Options{
+		Nodes: 2, PodStartDelay: time.Second, HonorGracePeriod: true, SkipCRDs: true, AuditLog: true,
+	})
+	if err != nil {
+		t.Fatalf("starting the local cluster: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := cluster.Stop(); err != nil {
+			t.Errorf("stopping the local cluster: %v", err)
+		}
+	})
+	t.Logf("local cluster up in %s (logs and audit log in %s)", time.Since(began).Round(time.Millisecond), cluster.Dir)
+	return cluster, adminClient(t, cluster), kubernetes.NewForConfigOrDie(cluster.Config), findTools(t, cluster), buildManager(ctx, t, t.TempDir())
+}
+
+// auditRBAC reads the operator's calls from the audit log and fails on a refused call or a
+// write verb granted and never used; it logs every grant with the phase that first used it.
+func auditRBAC(ctx context.Context, t *testing.T, kube client.Client, cluster *localcluster.Cluster, op *operator, namespace, serviceAccount string, p *phases) {
+	t.Helper()
+	grants := grantsOf(ctx, t, kube, namespace, serviceAccount)
+	rep := checkRBAC(t, operatorCalls(t, cluster.AuditLogPath, op.user), grants, p.at)
+	t.Logf("RBAC of ServiceAccount %s/%s, from the API server's audit log:\n%s", namespace, serviceAccount, rep.table())
+	for _, c := range rep.ungranted {
+		t.Logf("allowed by a grant outside the install: %s (%s)", c.permission, c.uri)
+	}
+	for _, c := range rep.refused {
+		t.Errorf("the API server refused the operator (403): %s %s in phase %s", c.permission, c.uri, p.at(c.at))
+	}
+	for _, g := range rep.unused {
+		if writeVerb(g.verb) && idleReason(g) == "" {
+			t.Errorf("%s grants %s and the operator never used it: remove it", g.role, g.permission)
+		}
+	}
 }
 
 // scalingPhases takes the workload through KEDA-style phases, each ending in a "stays
@@ -397,9 +408,12 @@ spec:
   queue:
     redis:
       address: %[1]s
-    list: jobs
-    processingList: jobs:processing
+      list: jobs
+      processingList: jobs:processing
     targetDrainSeconds: 30
+  limiter:
+    redis:
+      address: %[1]s
   replicas:
     min: 1
     max: 10

@@ -67,7 +67,8 @@ func applyNotesExample(t *testing.T) {
 
 	g.Expect(cluster.client.Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: workers}})).To(Succeed())
 	ccap.SetNamespace(workers)
-	g.Expect(cluster.client.Create(t.Context(), ccap)).To(Succeed(), "the API server accepts the example in NOTES.txt")
+	g.Expect(cluster.client.Create(t.Context(), ccap, client.FieldValidation(metav1.FieldValidationStrict))).
+		To(Succeed(), "the API server accepts the example in NOTES.txt, every field of it known")
 
 	listed, err := runTool(t.Context(), cluster.kubectl, "get", "ccap", "-A", "--kubeconfig", cluster.kubeconfig)
 	g.Expect(err).NotTo(HaveOccurred())

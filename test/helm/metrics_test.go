@@ -34,7 +34,7 @@ import (
 
 	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
 	"github.com/claudecap/claudecap/controllers"
-	"github.com/claudecap/claudecap/pkg/capacity"
+	"github.com/claudecap/claudecap/pkg/dimension"
 	"github.com/claudecap/claudecap/pkg/proxy"
 	"github.com/claudecap/claudecap/pkg/ratelimit"
 )
@@ -162,8 +162,8 @@ var targetLabels = []string{"namespace", "pod", "container", "instance", "job", 
 // allocationDimensions are the dimension label values of claudecap_allocation_per_minute.
 func allocationDimensions() []string {
 	var out []string
-	for _, d := range []capacity.Dimension{capacity.Requests, capacity.InputTokens, capacity.OutputTokens} {
-		out = append(out, string(d.LimitReason()))
+	for _, d := range dimension.All() {
+		out = append(out, d.Name())
 	}
 	return out
 }
@@ -364,7 +364,7 @@ func scrapeProxy() (map[string]*dto.MetricFamily, error) {
 		nil, // admitted, upstream 200
 		nil, // admitted, upstream 429
 		&ratelimit.RateLimitedError{Pool: ratelimit.PoolKey{Organization: "acme", Class: "sonnet-4"},
-			Binding: ratelimit.OutputTokens, Wait: [3]time.Duration{0, 0, time.Second}},
+			Binding: dimension.OutputTokens, Wait: [3]time.Duration{0, 0, time.Second}},
 		fmt.Errorf("reading bucket: %w", ratelimit.ErrPoolNotConfigured),
 		fmt.Errorf("%w: connection refused", ratelimit.ErrUnavailable),
 		errors.New("the limiter script failed"),

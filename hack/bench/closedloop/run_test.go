@@ -440,8 +440,10 @@ func capacityFor(ns, organization, redisAddr string, sc *scenario, w workloadPla
 			Traffic:         capacityv1alpha1.Traffic{RequestsPerMinute: w.declaredMu, AvgInputTokens: inputTokens, AvgOutputTokens: outputTokens},
 			Worker:          capacityv1alpha1.Worker{RequestsPerMinutePerReplica: w.declaredMu},
 			Queue: &capacityv1alpha1.Queue{
-				Redis: capacityv1alpha1.RedisConnection{Address: redisAddr},
-				List:  listName(w.name), ProcessingList: processingName(w.name),
+				Redis: &capacityv1alpha1.RedisQueue{
+					RedisConnection: capacityv1alpha1.RedisConnection{Address: redisAddr},
+					List:            listName(w.name), ProcessingList: processingName(w.name),
+				},
 				TargetDrainSeconds: drainSeconds,
 			},
 			Replicas: capacityv1alpha1.Replicas{Min: 0, Max: maxReplicas},

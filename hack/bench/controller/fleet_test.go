@@ -145,7 +145,7 @@ func createFleet(b *testing.B, e *benchEnv, ns, queueAddr, limiterAddr string) {
 					return
 				}
 				cc := defaultCapacity(ns, name, queueAddr)
-				cc.Spec.Limits = nil
+				cc.Spec.Limits, cc.Spec.Limiter = nil, nil
 				cc.Spec.OrganizationRef = &capacityv1alpha1.OrganizationRef{Name: fleetPoolName(i % fleetPools)}
 				if err := e.client.Create(ctx, cc); err != nil {
 					errs <- fmt.Errorf("creating ClaudeCapacity %s: %w", name, err)

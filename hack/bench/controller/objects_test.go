@@ -41,11 +41,12 @@ func defaultCapacity(ns, name, redisAddr string) *capacityv1alpha1.ClaudeCapacit
 			Limits:         &capacityv1alpha1.Limits{Tier: capacityv1alpha1.Tier4},
 			Traffic:        capacityv1alpha1.Traffic{RequestsPerMinute: 30, AvgInputTokens: 1000, AvgOutputTokens: 200},
 			Worker:         capacityv1alpha1.Worker{RequestsPerMinutePerReplica: 30},
-			Queue: &capacityv1alpha1.Queue{
-				Redis:          capacityv1alpha1.RedisConnection{Address: redisAddr},
-				List:           queueList(name),
-				ProcessingList: queueList(name) + ":processing",
-			},
+			Queue: &capacityv1alpha1.Queue{Redis: &capacityv1alpha1.RedisQueue{
+				RedisConnection: capacityv1alpha1.RedisConnection{Address: redisAddr},
+				List:            queueList(name),
+				ProcessingList:  queueList(name) + ":processing",
+			}},
+			Limiter:  &capacityv1alpha1.Limiter{Redis: capacityv1alpha1.RedisConnection{Address: redisAddr}},
 			Replicas: capacityv1alpha1.Replicas{Min: 0, Max: 50},
 		},
 	}

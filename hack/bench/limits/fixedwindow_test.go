@@ -36,7 +36,7 @@ func windowKey(prefix string, d dimension, minute int64) string {
 // within its limit.
 func (f *fixedWindow) allow(ctx context.Context, cost ratelimit.Amounts, now time.Time) (bool, error) {
 	minute := now.Unix() / 60
-	amounts := [dimCount]int64{cost.Requests, cost.InputTokens, cost.OutputTokens}
+	amounts := cost
 	var cmds [dimCount]*redis.IntCmd
 	pipe := f.rdb.Pipeline()
 	for d := range dimCount {

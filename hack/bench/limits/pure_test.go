@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	limitdim "github.com/claudecap/claudecap/pkg/dimension"
 	"github.com/claudecap/claudecap/pkg/mockapi"
 	"github.com/claudecap/claudecap/pkg/ratelimit"
 )
@@ -108,8 +109,8 @@ func TestVariantInputMatchesMock(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if float64(cost.InputTokens) < want {
-				t.Errorf("%s/%s: the proxy estimates %d input tokens, below the mock's %g", sc.name, v.name, cost.InputTokens, want)
+			if float64(cost[limitdim.InputTokens]) < want {
+				t.Errorf("%s/%s: the proxy estimates %d input tokens, below the mock's %g", sc.name, v.name, cost[limitdim.InputTokens], want)
 			}
 		}
 	}

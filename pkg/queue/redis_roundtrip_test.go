@@ -1,11 +1,12 @@
-package signals_test
+package queue_test
 
 import (
 	"context"
 	"testing"
 
 	"github.com/claudecap/claudecap/internal/testutil/redistest"
-	"github.com/claudecap/claudecap/pkg/signals"
+	"github.com/claudecap/claudecap/pkg/queue"
+	"github.com/claudecap/claudecap/pkg/redispool"
 )
 
 func TestEachPollIsOneRoundTrip(t *testing.T) {
@@ -20,7 +21,7 @@ func TestEachPollIsOneRoundTrip(t *testing.T) {
 		t.Fatalf("RPUSH: %v", err)
 	}
 
-	queues := map[string]signals.Queue{
+	queues := map[string]queue.RedisQueue{
 		"list":                 {List: "jobs"},
 		"list with processing": {List: "jobs", ProcessingList: "jobs:processing"},
 		"stream":               {Stream: "events", ConsumerGroup: "workers"},
@@ -28,9 +29,9 @@ func TestEachPollIsOneRoundTrip(t *testing.T) {
 	for name, q := range queues {
 		t.Run(name, func(t *testing.T) {
 			// A pool of one connection, so every write goes through the counted socket.
-			pool := newPool(t, signals.PoolOptions{PoolSize: 1})
-			r := newReader(t, pool, signals.Connection{Address: srv.Addr()}, q, signals.ReaderOptions{})
-			lease, err := pool.Acquire(signals.Connection{Address: srv.Addr()})
+			pool := newPool(t, redispool.Options{PoolSize: 1})
+			r := newReader(t, pool, redispool.Connection{Address: srv.Addr()}, q, queue.Env{})
+			lease, err := pool.Acquire(redispool.Connection{Address: srv.Addr()})
 			if err != nil {
 				t.Fatalf("Acquire: %v", err)
 			}

@@ -1,4 +1,4 @@
-package signals_test
+package queue_test
 
 import (
 	"context"
@@ -11,7 +11,8 @@ import (
 
 	"github.com/claudecap/claudecap/internal/testutil/redistest"
 	"github.com/claudecap/claudecap/pkg/capacity"
-	"github.com/claudecap/claudecap/pkg/signals"
+	"github.com/claudecap/claudecap/pkg/queue"
+	"github.com/claudecap/claudecap/pkg/redispool"
 )
 
 // readGroup delivers up to n new entries to consumer c and returns their IDs.
@@ -46,10 +47,10 @@ func TestStreamLagPendingAndCompletions(t *testing.T) {
 	}
 
 	clock := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-	pool := newPool(t, signals.PoolOptions{})
-	r := newReader(t, pool, signals.Connection{Address: srv.Addr()},
-		signals.Queue{Stream: "jobs", ConsumerGroup: "workers"},
-		signals.ReaderOptions{Now: func() time.Time { return clock }})
+	pool := newPool(t, redispool.Options{})
+	r := newReader(t, pool, redispool.Connection{Address: srv.Addr()},
+		queue.RedisQueue{Stream: "jobs", ConsumerGroup: "workers"},
+		queue.Env{Now: func() time.Time { return clock }})
 
 	first, err := r.Poll(ctx)
 	if err != nil {
@@ -59,7 +60,7 @@ func TestStreamLagPendingAndCompletions(t *testing.T) {
 	if first.Backlog != 6 || first.InFlight != 1 || first.Completed != 3 || !first.CompletedKnown {
 		t.Fatalf("sample %+v; want backlog 6, in flight 1, completed 3 (known)", first)
 	}
-	if first.BacklogSource != signals.BacklogGroupLag {
+	if first.BacklogSource != queue.BacklogGroupLag {
 		t.Fatalf("backlog source %q, want GroupLag", first.BacklogSource)
 	}
 
@@ -84,7 +85,7 @@ func TestStreamLagPendingAndCompletions(t *testing.T) {
 	if err != nil {
 		t.Fatalf("NewArrivalEstimator: %v", err)
 	}
-	for _, s := range []signals.Sample{first, second} {
+	for _, s := range []queue.Sample{first, second} {
 		if err := est.Observe(s.QueueSample); err != nil {
 			t.Fatalf("Observe: %v", err)
 		}
@@ -120,13 +121,13 @@ func TestStreamBacklogFallsBackToXLENWhenLagUnknown(t *testing.T) {
 		t.Fatalf("precondition: lag is %v, want nil after XDEL", g["lag"])
 	}
 
-	pool := newPool(t, signals.PoolOptions{})
-	s, err := newReader(t, pool, signals.Connection{Address: srv.Addr()},
-		signals.Queue{Stream: "jobs", ConsumerGroup: "workers"}, signals.ReaderOptions{}).Poll(ctx)
+	pool := newPool(t, redispool.Options{})
+	s, err := newReader(t, pool, redispool.Connection{Address: srv.Addr()},
+		queue.RedisQueue{Stream: "jobs", ConsumerGroup: "workers"}, queue.Env{}).Poll(ctx)
 	if err != nil {
 		t.Fatalf("Poll: %v", err)
 	}
-	if s.Backlog != 4 || s.BacklogSource != signals.BacklogStreamLength || s.InFlight != 1 || s.CompletedKnown {
+	if s.Backlog != 4 || s.BacklogSource != queue.BacklogStreamLength || s.InFlight != 1 || s.CompletedKnown {
 		t.Fatalf("sample %+v; want backlog 4 from XLEN, in flight 1, no completion counter", s)
 	}
 }
@@ -138,18 +139,18 @@ func TestMissingStreamOrGroupIsQueueNotFound(t *testing.T) {
 	if err := admin.XGroupCreateMkStream(ctx, "jobs", "workers", "$").Err(); err != nil {
 		t.Fatalf("XGROUP CREATE: %v", err)
 	}
-	pool := newPool(t, signals.PoolOptions{})
-	conn := signals.Connection{Address: srv.Addr()}
+	pool := newPool(t, redispool.Options{})
+	conn := redispool.Connection{Address: srv.Addr()}
 	tests := []struct {
-		q        signals.Queue
+		q        queue.RedisQueue
 		mentions string
 	}{
-		{signals.Queue{Stream: "no-such-stream", ConsumerGroup: "workers"}, "no-such-stream"},
-		{signals.Queue{Stream: "jobs", ConsumerGroup: "no-such-group"}, "no-such-group"},
+		{queue.RedisQueue{Stream: "no-such-stream", ConsumerGroup: "workers"}, "no-such-stream"},
+		{queue.RedisQueue{Stream: "jobs", ConsumerGroup: "no-such-group"}, "no-such-group"},
 	}
 	for _, tt := range tests {
-		_, err := newReader(t, pool, conn, tt.q, signals.ReaderOptions{}).Poll(ctx)
-		if !errors.Is(err, signals.ErrQueueNotFound) || errors.Is(err, signals.ErrUnavailable) {
+		_, err := newReader(t, pool, conn, tt.q, queue.Env{}).Poll(ctx)
+		if !errors.Is(err, queue.ErrQueueNotFound) || errors.Is(err, queue.ErrUnavailable) {
 			t.Errorf("%v: error %v, want ErrQueueNotFound and not ErrUnavailable", tt.q, err)
 			continue
 		}

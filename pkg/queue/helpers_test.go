@@ -1,4 +1,4 @@
-package signals_test
+package queue_test
 
 import (
 	"context"
@@ -9,7 +9,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/claudecap/claudecap/pkg/signals"
+	"github.com/claudecap/claudecap/pkg/queue"
+	"github.com/claudecap/claudecap/pkg/redispool"
 )
 
 // roundTripCounter is a go-redis hook that counts what a client sends: commands
@@ -67,9 +68,9 @@ func (c *countingConn) Write(p []byte) (int, error) {
 }
 
 // newPool returns a pool closed when the test ends.
-func newPool(tb testing.TB, opts signals.PoolOptions) *signals.Pool {
+func newPool(tb testing.TB, opts redispool.Options) *redispool.Pool {
 	tb.Helper()
-	p := signals.NewPool(opts)
+	p := redispool.New(opts)
 	tb.Cleanup(func() {
 		if err := p.Close(); err != nil {
 			tb.Errorf("closing pool: %v", err)
@@ -78,12 +79,13 @@ func newPool(tb testing.TB, opts signals.PoolOptions) *signals.Pool {
 	return p
 }
 
-// newReader returns a reader closed when the test ends.
-func newReader(tb testing.TB, p *signals.Pool, conn signals.Connection, q signals.Queue, opts signals.ReaderOptions) *signals.Reader {
+// newReader returns a Redis source closed when the test ends.
+func newReader(tb testing.TB, p *redispool.Pool, conn redispool.Connection, q queue.RedisQueue, env queue.Env) *queue.RedisSource {
 	tb.Helper()
-	r, err := p.NewReader(conn, q, opts)
+	env.Redis = p
+	r, err := queue.OpenRedis(env, conn, q)
 	if err != nil {
-		tb.Fatalf("NewReader(%v, %v): %v", conn, q, err)
+		tb.Fatalf("OpenRedis(%v, %v): %v", conn, q, err)
 	}
 	tb.Cleanup(r.Close)
 	return r

@@ -1,4 +1,4 @@
-package signals
+package redispool
 
 import (
 	"crypto/sha256"
@@ -37,7 +37,7 @@ func (c Connection) String() string {
 
 // GoString keeps %#v from printing the password.
 func (c Connection) GoString() string {
-	return fmt.Sprintf("signals.Connection{%s}", c.String())
+	return fmt.Sprintf("redispool.Connection{%s}", c.String())
 }
 
 // validate refuses settings no server could accept before a client is built

@@ -1,6 +1,8 @@
-// Package specplan translates a ClaudeCapacity spec into the capacity planner's
-// input, so that `claudecap plan -f` and the controller plan the same thing.
-package specplan
+// Package specconv converts a ClaudeCapacity spec into the inputs of the pure packages:
+// the planner's input (PlanInput), the scaling behavior (Behavior) and the declared request
+// profile (RequestProfile), so that `claudecap plan -f` and the controller compute the same
+// thing from the same spec.
+package specconv
 
 import (
 	"time"

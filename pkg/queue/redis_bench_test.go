@@ -1,4 +1,4 @@
-package signals_test
+package queue_test
 
 import (
 	"context"
@@ -11,7 +11,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/claudecap/claudecap/internal/testutil/redistest"
-	"github.com/claudecap/claudecap/pkg/signals"
+	"github.com/claudecap/claudecap/pkg/queue"
+	"github.com/claudecap/claudecap/pkg/redispool"
 )
 
 // benchReaders is the fleet size of the design's scale goal: one manager, 500
@@ -28,7 +29,7 @@ const benchParallelism = 4
 // and reports the poll's cost as a multiple of it (x-ping): near 1 means a
 // poll costs one round trip and little else.
 //
-//	go test ./pkg/signals -run '^$' -bench Poll -benchtime 3s
+//	go test ./pkg/queue -run '^$' -bench Poll -benchtime 3s
 func BenchmarkPoll(b *testing.B) {
 	ctx := context.Background()
 	srv := redistest.Start(b)
@@ -42,24 +43,24 @@ func BenchmarkPoll(b *testing.B) {
 		b.Fatalf("XGROUP CREATE: %v", err)
 	}
 	xadd(b, admin, "events", 100)
-	conn := signals.Connection{Address: srv.Addr()}
+	conn := redispool.Connection{Address: srv.Addr()}
 
 	b.Run("list/one-reader", func(b *testing.B) {
-		benchSerial(b, srv, conn, signals.Queue{List: "jobs:0", ProcessingList: "jobs:0:processing"})
+		benchSerial(b, srv, conn, queue.RedisQueue{List: "jobs:0", ProcessingList: "jobs:0:processing"})
 	})
 	b.Run("stream/one-reader", func(b *testing.B) {
-		benchSerial(b, srv, conn, signals.Queue{Stream: "events", ConsumerGroup: "workers"})
+		benchSerial(b, srv, conn, queue.RedisQueue{Stream: "events", ConsumerGroup: "workers"})
 	})
 	b.Run("list/500-readers-one-pool", func(b *testing.B) {
 		benchFleet(b, srv, conn)
 	})
 }
 
-func benchSerial(b *testing.B, srv *redistest.Server, conn signals.Connection, q signals.Queue) {
+func benchSerial(b *testing.B, srv *redistest.Server, conn redispool.Connection, q queue.RedisQueue) {
 	ctx := context.Background()
-	pool := newPool(b, signals.PoolOptions{})
+	pool := newPool(b, redispool.Options{})
 	counter := countRoundTrips(b, pool, conn)
-	r := newReader(b, pool, conn, q, signals.ReaderOptions{})
+	r := newReader(b, pool, conn, q, queue.Env{})
 	if _, err := r.Poll(ctx); err != nil {
 		b.Fatalf("warm-up Poll: %v", err)
 	}
@@ -74,14 +75,14 @@ func benchSerial(b *testing.B, srv *redistest.Server, conn signals.Connection, q
 	reportPolls(b, counter, ping)
 }
 
-func benchFleet(b *testing.B, srv *redistest.Server, conn signals.Connection) {
+func benchFleet(b *testing.B, srv *redistest.Server, conn redispool.Connection) {
 	ctx := context.Background()
-	pool := newPool(b, signals.PoolOptions{})
+	pool := newPool(b, redispool.Options{})
 	counter := countRoundTrips(b, pool, conn)
-	readers := make([]*signals.Reader, benchReaders)
+	readers := make([]*queue.RedisSource, benchReaders)
 	for i := range readers {
 		name := "jobs:" + strconv.Itoa(i)
-		readers[i] = newReader(b, pool, conn, signals.Queue{List: name, ProcessingList: name + ":processing"}, signals.ReaderOptions{})
+		readers[i] = newReader(b, pool, conn, queue.RedisQueue{List: name, ProcessingList: name + ":processing"}, queue.Env{})
 		if _, err := readers[i].Poll(ctx); err != nil {
 			b.Fatalf("warm-up Poll: %v", err)
 		}
@@ -109,7 +110,7 @@ func benchFleet(b *testing.B, srv *redistest.Server, conn signals.Connection) {
 
 // countRoundTrips hooks the pool's client for conn (before it first dials, so
 // sockets are counted too) and keeps a lease on it for the benchmark.
-func countRoundTrips(b *testing.B, pool *signals.Pool, conn signals.Connection) *roundTripCounter {
+func countRoundTrips(b *testing.B, pool *redispool.Pool, conn redispool.Connection) *roundTripCounter {
 	lease, err := pool.Acquire(conn)
 	if err != nil {
 		b.Fatalf("Acquire: %v", err)
@@ -125,7 +126,7 @@ func countRoundTrips(b *testing.B, pool *signals.Pool, conn signals.Connection) 
 func pingCost(b *testing.B, srv *redistest.Server, parallelism int) time.Duration {
 	const pings = 4000
 	ctx := context.Background()
-	c := srv.NewClient(func(o *redis.Options) { o.PoolSize = signals.DefaultPoolSize })
+	c := srv.NewClient(func(o *redis.Options) { o.PoolSize = redispool.DefaultPoolSize })
 	if err := c.Ping(ctx).Err(); err != nil {
 		b.Fatalf("PING: %v", err)
 	}

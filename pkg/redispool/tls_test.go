@@ -1,4 +1,4 @@
-package signals_test
+package redispool_test
 
 import (
 	"context"
@@ -9,7 +9,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"errors"
 	"math/big"
 	"net"
 	"os"
@@ -19,8 +18,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/claudecap/claudecap/internal/testutil/redistest"
-	"github.com/claudecap/claudecap/pkg/signals"
+	"github.com/claudecap/claudecap/pkg/redispool"
 )
 
 // selfSignedCert writes a certificate for 127.0.0.1 and its key as PEM files
@@ -102,19 +103,29 @@ func TestTLSConnection(t *testing.T) {
 		t.Fatalf("RPUSH: %v", err)
 	}
 	addr, roots := enableTLS(t, srv)
-	conn := signals.Connection{Address: addr, TLS: true}
-	q := signals.Queue{List: "jobs"}
+	conn := redispool.Connection{Address: addr, TLS: true}
 
-	trusting := newPool(t, signals.PoolOptions{TLSConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}})
-	s, err := newReader(t, trusting, conn, q, signals.ReaderOptions{}).Poll(ctx)
-	if err != nil || s.Backlog != 3 {
-		t.Fatalf("Poll over TLS: %+v, %v; want backlog 3", s, err)
+	trusting := newPool(t, redispool.Options{TLSConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}})
+	n, err := lease(t, trusting, conn).LLen(ctx, "jobs").Result()
+	if err != nil || n != 3 {
+		t.Fatalf("LLEN over TLS: %d, %v; want 3", n, err)
 	}
 
 	// Without the private CA the certificate must be refused, not ignored.
-	systemRoots := newPool(t, signals.PoolOptions{})
-	_, err = newReader(t, systemRoots, conn, q, signals.ReaderOptions{}).Poll(ctx)
-	if !errors.Is(err, signals.ErrUnavailable) || !strings.Contains(err.Error(), "certificate") {
-		t.Fatalf("Poll with an untrusted certificate = %v, want a certificate error", err)
+	systemRoots := newPool(t, redispool.Options{})
+	err = lease(t, systemRoots, conn).LLen(ctx, "jobs").Err()
+	if err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("LLEN with an untrusted certificate = %v, want a certificate error", err)
 	}
+}
+
+// lease returns the client of a lease released when the test ends.
+func lease(t *testing.T, p *redispool.Pool, conn redispool.Connection) *redis.Client {
+	t.Helper()
+	l, err := p.Acquire(conn)
+	if err != nil {
+		t.Fatalf("Acquire(%v): %v", conn, err)
+	}
+	t.Cleanup(l.Release)
+	return l.Client()
 }

@@ -1,4 +1,4 @@
-package signals
+package queue
 
 import (
 	"context"
@@ -9,7 +9,6 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-	"time"
 )
 
 // replyError stands in for an error reply from Redis (go-redis marks those
@@ -184,15 +183,15 @@ func TestClassify(t *testing.T) {
 		{io.EOF, ErrUnavailable},
 	}
 	for _, tt := range tests {
-		if got := classify(tt.err); !errors.Is(got, tt.want) {
-			t.Errorf("classify(%q) = %v, want %v", tt.err, got, tt.want)
+		if got := classifyRedis(tt.err); !errors.Is(got, tt.want) {
+			t.Errorf("classifyRedis(%q) = %v, want %v", tt.err, got, tt.want)
 		}
 	}
 }
 
 func TestPollErrorNamesQueueAndAddressAndKeepsBothCauses(t *testing.T) {
 	cause := replyError("NOGROUP No such key")
-	err := pollError(Queue{Stream: "jobs", ConsumerGroup: "workers"}, "10.0.0.1:6379", ErrQueueNotFound, cause)
+	err := pollError(RedisQueue{Stream: "jobs", ConsumerGroup: "workers"}, "10.0.0.1:6379", ErrQueueNotFound, cause)
 	want := `reading stream "jobs" group "workers" on 10.0.0.1:6379: queue not found: NOGROUP No such key`
 	if err.Error() != want {
 		t.Fatalf("error = %q, want %q", err, want)
@@ -202,20 +201,20 @@ func TestPollErrorNamesQueueAndAddressAndKeepsBothCauses(t *testing.T) {
 	}
 }
 
-func TestQueueValidate(t *testing.T) {
+func TestRedisQueueValidate(t *testing.T) {
 	tests := []struct {
-		q       Queue
+		q       RedisQueue
 		wantErr string
 	}{
-		{Queue{List: "jobs"}, ""},
-		{Queue{List: "jobs", ProcessingList: "jobs:processing"}, ""},
-		{Queue{Stream: "jobs", ConsumerGroup: "workers"}, ""},
-		{Queue{}, "neither"},
-		{Queue{List: "a", Stream: "b", ConsumerGroup: "g"}, "both"},
-		{Queue{Stream: "jobs"}, "needs a consumer group"},
-		{Queue{List: "jobs", ConsumerGroup: "g"}, "only to a stream"},
-		{Queue{Stream: "jobs", ConsumerGroup: "g", ProcessingList: "p"}, "only to a list"},
-		{Queue{List: "jobs", ProcessingList: "jobs"}, "also its processing list"},
+		{RedisQueue{List: "jobs"}, ""},
+		{RedisQueue{List: "jobs", ProcessingList: "jobs:processing"}, ""},
+		{RedisQueue{Stream: "jobs", ConsumerGroup: "workers"}, ""},
+		{RedisQueue{}, "neither"},
+		{RedisQueue{List: "a", Stream: "b", ConsumerGroup: "g"}, "both"},
+		{RedisQueue{Stream: "jobs"}, "needs a consumer group"},
+		{RedisQueue{List: "jobs", ConsumerGroup: "g"}, "only to a stream"},
+		{RedisQueue{Stream: "jobs", ConsumerGroup: "g", ProcessingList: "p"}, "only to a list"},
+		{RedisQueue{List: "jobs", ProcessingList: "jobs"}, "also its processing list"},
 	}
 	for _, tt := range tests {
 		err := tt.q.validate()
@@ -225,58 +224,5 @@ func TestQueueValidate(t *testing.T) {
 		if tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
 			t.Errorf("%v: error = %v, want one mentioning %q", tt.q, err, tt.wantErr)
 		}
-	}
-}
-
-func TestConnectionValidate(t *testing.T) {
-	tests := []struct {
-		c       Connection
-		wantErr string
-	}{
-		{Connection{Address: "redis:6379"}, ""},
-		{Connection{Address: "[::1]:6379", Database: 15}, ""},
-		{Connection{Address: "redis"}, "not host:port"},
-		{Connection{Address: ":6379"}, "no host"},
-		{Connection{Address: "redis:http"}, "no valid port"},
-		{Connection{Address: "redis:0"}, "no valid port"},
-		{Connection{Address: "redis:70000"}, "no valid port"},
-		{Connection{Address: "redis:6379", Database: -1}, "negative"},
-	}
-	for _, tt := range tests {
-		err := tt.c.validate()
-		if tt.wantErr == "" && err != nil {
-			t.Errorf("%v: unexpected error %v", tt.c, err)
-		}
-		if tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
-			t.Errorf("%v: error = %v, want one mentioning %q", tt.c, err, tt.wantErr)
-		}
-	}
-}
-
-func TestConnectionNeverFormatsThePassword(t *testing.T) {
-	const secret = "s3cr3t-hunter2"
-	c := Connection{Address: "redis:6379", Password: secret, TLS: true, Database: 2}
-	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q"} {
-		out := fmt.Sprintf(verb, c)
-		if strings.Contains(out, secret) {
-			t.Errorf("fmt %s printed the password: %s", verb, out)
-		}
-		if !strings.Contains(out, "redis:6379") {
-			t.Errorf("fmt %s lost the address: %s", verb, out)
-		}
-	}
-	if out := fmt.Sprintf("%v", &c); strings.Contains(out, secret) {
-		t.Errorf("fmt %%v of a pointer printed the password: %s", out)
-	}
-}
-
-func TestPoolOptionsDefaults(t *testing.T) {
-	got := PoolOptions{}.withDefaults()
-	if got.PoolSize != DefaultPoolSize || got.Timeout != DefaultTimeout || got.IdleTimeout != DefaultIdleTimeout {
-		t.Fatalf("defaults = %+v", got)
-	}
-	set := PoolOptions{PoolSize: 2, Timeout: time.Millisecond, IdleTimeout: time.Second}.withDefaults()
-	if set.PoolSize != 2 || set.Timeout != time.Millisecond || set.IdleTimeout != time.Second {
-		t.Fatalf("explicit options overwritten: %+v", set)
 	}
 }

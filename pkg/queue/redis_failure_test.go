@@ -1,4 +1,4 @@
-package signals_test
+package queue_test
 
 import (
 	"context"
@@ -8,16 +8,17 @@ import (
 	"time"
 
 	"github.com/claudecap/claudecap/internal/testutil/redistest"
-	"github.com/claudecap/claudecap/pkg/signals"
+	"github.com/claudecap/claudecap/pkg/queue"
+	"github.com/claudecap/claudecap/pkg/redispool"
 )
 
 func TestPollOnPausedServerReturnsWithinItsTimeout(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
-	pool := newPool(t, signals.PoolOptions{})
+	pool := newPool(t, redispool.Options{})
 	const timeout = 200 * time.Millisecond
-	r := newReader(t, pool, signals.Connection{Address: srv.Addr()}, signals.Queue{List: "jobs"},
-		signals.ReaderOptions{Timeout: timeout})
+	r := newReader(t, pool, redispool.Connection{Address: srv.Addr()}, queue.RedisQueue{List: "jobs"},
+		queue.Env{Timeout: timeout})
 	if _, err := r.Poll(ctx); err != nil {
 		t.Fatalf("Poll before pause: %v", err)
 	}
@@ -27,7 +28,7 @@ func TestPollOnPausedServerReturnsWithinItsTimeout(t *testing.T) {
 	_, err := r.Poll(ctx)
 	took := time.Since(start)
 	srv.Resume()
-	if !errors.Is(err, signals.ErrUnavailable) || !strings.Contains(err.Error(), srv.Addr()) {
+	if !errors.Is(err, queue.ErrUnavailable) || !strings.Contains(err.Error(), srv.Addr()) {
 		t.Fatalf("Poll on a paused server = %v, want ErrUnavailable naming %s", err, srv.Addr())
 	}
 	// The pool's own read timeout is 1 s (the default); the reader's 200 ms must win.
@@ -46,13 +47,13 @@ func TestStoppedServerErrorNamesAddressButNotPassword(t *testing.T) {
 	if err := srv.Client().ConfigSet(ctx, "requirepass", password).Err(); err != nil {
 		t.Fatalf("CONFIG SET requirepass: %v", err)
 	}
-	pool := newPool(t, signals.PoolOptions{})
-	r := newReader(t, pool, signals.Connection{Address: srv.Addr(), Password: password},
-		signals.Queue{Stream: "jobs", ConsumerGroup: "workers"}, signals.ReaderOptions{})
+	pool := newPool(t, redispool.Options{})
+	r := newReader(t, pool, redispool.Connection{Address: srv.Addr(), Password: password},
+		queue.RedisQueue{Stream: "jobs", ConsumerGroup: "workers"}, queue.Env{})
 
 	srv.Stop()
 	_, err := r.Poll(ctx)
-	if !errors.Is(err, signals.ErrUnavailable) {
+	if !errors.Is(err, queue.ErrUnavailable) {
 		t.Fatalf("Poll on a stopped server = %v, want ErrUnavailable", err)
 	}
 	msg := err.Error()
@@ -68,8 +69,8 @@ func TestStoppedServerErrorNamesAddressButNotPassword(t *testing.T) {
 func TestPollRecoversByItselfAfterRestart(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
-	pool := newPool(t, signals.PoolOptions{})
-	r := newReader(t, pool, signals.Connection{Address: srv.Addr()}, signals.Queue{List: "jobs"}, signals.ReaderOptions{})
+	pool := newPool(t, redispool.Options{})
+	r := newReader(t, pool, redispool.Connection{Address: srv.Addr()}, queue.RedisQueue{List: "jobs"}, queue.Env{})
 	if err := srv.Client().RPush(ctx, "jobs", "a").Err(); err != nil {
 		t.Fatalf("RPUSH: %v", err)
 	}
@@ -78,7 +79,7 @@ func TestPollRecoversByItselfAfterRestart(t *testing.T) {
 	}
 
 	srv.Stop()
-	if _, err := r.Poll(ctx); !errors.Is(err, signals.ErrUnavailable) {
+	if _, err := r.Poll(ctx); !errors.Is(err, queue.ErrUnavailable) {
 		t.Fatalf("Poll while stopped = %v, want ErrUnavailable", err)
 	}
 	srv.Restart() // Comes back empty, on the same port.
@@ -95,8 +96,8 @@ func TestPollRecoversByItselfAfterRestart(t *testing.T) {
 func TestPollRecoversAfterALongOutage(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
-	pool := newPool(t, signals.PoolOptions{PoolSize: 2})
-	r := newReader(t, pool, signals.Connection{Address: srv.Addr()}, signals.Queue{List: "jobs"}, signals.ReaderOptions{})
+	pool := newPool(t, redispool.Options{PoolSize: 2})
+	r := newReader(t, pool, redispool.Connection{Address: srv.Addr()}, queue.RedisQueue{List: "jobs"}, queue.Env{})
 	srv.Stop()
 	// More failed dials than the pool has connections: go-redis then stops
 	// dialing on demand and probes in the background once a second.
@@ -131,19 +132,19 @@ func TestPasswordProtectedServer(t *testing.T) {
 	if err := srv.Client().ConfigSet(ctx, "requirepass", password).Err(); err != nil {
 		t.Fatalf("CONFIG SET requirepass: %v", err)
 	}
-	pool := newPool(t, signals.PoolOptions{})
-	q := signals.Queue{List: "jobs"}
+	pool := newPool(t, redispool.Options{})
+	q := queue.RedisQueue{List: "jobs"}
 
-	s, err := newReader(t, pool, signals.Connection{Address: srv.Addr(), Password: password}, q, signals.ReaderOptions{}).Poll(ctx)
+	s, err := newReader(t, pool, redispool.Connection{Address: srv.Addr(), Password: password}, q, queue.Env{}).Poll(ctx)
 	if err != nil || s.Backlog != 2 {
 		t.Fatalf("Poll with the right password: %+v, %v", s, err)
 	}
-	for _, c := range []signals.Connection{
+	for _, c := range []redispool.Connection{
 		{Address: srv.Addr(), Password: wrong},
 		{Address: srv.Addr()},
 	} {
-		_, err := newReader(t, pool, c, q, signals.ReaderOptions{}).Poll(ctx)
-		if !errors.Is(err, signals.ErrAuth) {
+		_, err := newReader(t, pool, c, q, queue.Env{}).Poll(ctx)
+		if !errors.Is(err, queue.ErrAuth) {
 			t.Errorf("%v: error %v, want ErrAuth", c, err)
 			continue
 		}

@@ -1,4 +1,4 @@
-package signals_test
+package queue_test
 
 import (
 	"context"
@@ -7,7 +7,8 @@ import (
 	"time"
 
 	"github.com/claudecap/claudecap/internal/testutil/redistest"
-	"github.com/claudecap/claudecap/pkg/signals"
+	"github.com/claudecap/claudecap/pkg/queue"
+	"github.com/claudecap/claudecap/pkg/redispool"
 )
 
 func TestListBacklogAndInFlight(t *testing.T) {
@@ -24,10 +25,10 @@ func TestListBacklogAndInFlight(t *testing.T) {
 		}
 	}
 	stamp := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
-	pool := newPool(t, signals.PoolOptions{})
-	r := newReader(t, pool, signals.Connection{Address: srv.Addr()},
-		signals.Queue{List: "jobs", ProcessingList: "jobs:processing"},
-		signals.ReaderOptions{Now: func() time.Time { return stamp }})
+	pool := newPool(t, redispool.Options{})
+	r := newReader(t, pool, redispool.Connection{Address: srv.Addr()},
+		queue.RedisQueue{List: "jobs", ProcessingList: "jobs:processing"},
+		queue.Env{Now: func() time.Time { return stamp }})
 
 	s, err := r.Poll(ctx)
 	if err != nil {
@@ -36,7 +37,7 @@ func TestListBacklogAndInFlight(t *testing.T) {
 	if s.Backlog != 3 || s.InFlight != 2 {
 		t.Fatalf("backlog %d, in flight %d; want 3 and 2", s.Backlog, s.InFlight)
 	}
-	if s.CompletedKnown || s.BacklogSource != signals.BacklogListLength || !s.Time.Equal(stamp) {
+	if s.CompletedKnown || s.BacklogSource != queue.BacklogListLength || !s.Time.Equal(stamp) {
 		t.Fatalf("sample %+v: want no completion counter, source ListLength, time %v", s, stamp)
 	}
 
@@ -55,10 +56,10 @@ func TestListWithoutProcessingListAndMissingList(t *testing.T) {
 	if err := srv.Client().RPush(ctx, "jobs", 1, 2, 3, 4).Err(); err != nil {
 		t.Fatalf("RPUSH: %v", err)
 	}
-	pool := newPool(t, signals.PoolOptions{})
-	conn := signals.Connection{Address: srv.Addr()}
+	pool := newPool(t, redispool.Options{})
+	conn := redispool.Connection{Address: srv.Addr()}
 
-	s, err := newReader(t, pool, conn, signals.Queue{List: "jobs"}, signals.ReaderOptions{}).Poll(ctx)
+	s, err := newReader(t, pool, conn, queue.RedisQueue{List: "jobs"}, queue.Env{}).Poll(ctx)
 	if err != nil || s.Backlog != 4 || s.InFlight != 0 {
 		t.Fatalf("list without processing list: %+v, %v; want backlog 4, in flight 0", s, err)
 	}
@@ -66,7 +67,7 @@ func TestListWithoutProcessingListAndMissingList(t *testing.T) {
 		t.Fatalf("sample has no time")
 	}
 	// An empty list does not exist in Redis: that is an empty queue, not an error.
-	s, err = newReader(t, pool, conn, signals.Queue{List: "nothing-here", ProcessingList: "nor-here"}, signals.ReaderOptions{}).Poll(ctx)
+	s, err = newReader(t, pool, conn, queue.RedisQueue{List: "nothing-here", ProcessingList: "nor-here"}, queue.Env{}).Poll(ctx)
 	if err != nil || s.Backlog != 0 || s.InFlight != 0 {
 		t.Fatalf("missing list: %+v, %v; want an empty sample", s, err)
 	}
@@ -80,15 +81,15 @@ func TestWrongKeyTypeIsReported(t *testing.T) {
 	if err := admin.RPush(ctx, "a-list", "job").Err(); err != nil {
 		t.Fatalf("RPUSH: %v", err)
 	}
-	pool := newPool(t, signals.PoolOptions{})
-	conn := signals.Connection{Address: srv.Addr()}
-	for _, q := range []signals.Queue{
+	pool := newPool(t, redispool.Options{})
+	conn := redispool.Connection{Address: srv.Addr()}
+	for _, q := range []queue.RedisQueue{
 		{List: "a-stream"},
 		{List: "a-list", ProcessingList: "a-stream"},
 		{Stream: "a-list", ConsumerGroup: "workers"},
 	} {
-		_, err := newReader(t, pool, conn, q, signals.ReaderOptions{}).Poll(ctx)
-		if !errors.Is(err, signals.ErrWrongType) {
+		_, err := newReader(t, pool, conn, q, queue.Env{}).Poll(ctx)
+		if !errors.Is(err, queue.ErrWrongType) {
 			t.Errorf("%v: error %v, want ErrWrongType", q, err)
 		}
 	}

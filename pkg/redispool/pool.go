@@ -1,4 +1,4 @@
-package signals
+package redispool
 
 import (
 	"crypto/tls"
@@ -10,7 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Defaults of PoolOptions.
+// Defaults of Options.
 const (
 	// DefaultPoolSize is the connections per Redis server. A poll holds a
 	// connection for one round trip (well under a millisecond on a LAN), so a
@@ -27,10 +27,10 @@ const (
 )
 
 // ErrPoolClosed is returned by Acquire after Close.
-var ErrPoolClosed = errors.New("signals pool is closed")
+var ErrPoolClosed = errors.New("redis client pool is closed")
 
-// PoolOptions tunes the clients a Pool builds. Zero values take the defaults.
-type PoolOptions struct {
+// Options tunes the clients a Pool builds. Zero values take the defaults.
+type Options struct {
 	// PoolSize is the number of connections per server (DefaultPoolSize).
 	PoolSize int
 	// Timeout bounds dial, read and write on each connection (DefaultTimeout).
@@ -44,7 +44,7 @@ type PoolOptions struct {
 	TLSConfig *tls.Config
 }
 
-func (o PoolOptions) withDefaults() PoolOptions {
+func (o Options) withDefaults() Options {
 	if o.PoolSize <= 0 {
 		o.PoolSize = DefaultPoolSize
 	}
@@ -57,11 +57,11 @@ func (o PoolOptions) withDefaults() PoolOptions {
 	return o
 }
 
-// Pool shares one *redis.Client between all readers of the same server,
-// database, TLS setting and password, counting leases and closing a client
+// Pool shares one *redis.Client between all users of the same server,
+// database, TLS setting and password (queue sources, limiter connections), counting leases and closing a client
 // once it has been unleased for IdleTimeout. It is safe for concurrent use.
 type Pool struct {
-	opts PoolOptions
+	opts Options
 
 	mu      sync.Mutex
 	clients map[clientKey]*sharedClient
@@ -74,8 +74,8 @@ type sharedClient struct {
 	idle   *time.Timer
 }
 
-// NewPool returns an empty pool.
-func NewPool(opts PoolOptions) *Pool {
+// New returns an empty pool.
+func New(opts Options) *Pool {
 	return &Pool{opts: opts.withDefaults(), clients: map[clientKey]*sharedClient{}}
 }
 
@@ -154,8 +154,8 @@ func (p *Pool) Clients() int {
 	return len(p.clients)
 }
 
-// Close closes every client, leased or not; later polls fail and later
-// Acquires return ErrPoolClosed.
+// Close closes every client, leased or not; later commands on them fail and
+// later Acquires return ErrPoolClosed.
 func (p *Pool) Close() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -1,4 +1,4 @@
-package signals_test
+package redispool_test
 
 import (
 	"context"
@@ -9,16 +9,16 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/claudecap/claudecap/internal/testutil/redistest"
-	"github.com/claudecap/claudecap/pkg/signals"
+	"github.com/claudecap/claudecap/pkg/redispool"
 )
 
 func TestPoolSharesOneClientPerServerSettings(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
-	pool := newPool(t, signals.PoolOptions{})
-	base := signals.Connection{Address: srv.Addr()}
+	pool := newPool(t, redispool.Options{})
+	base := redispool.Connection{Address: srv.Addr()}
 
-	acquire := func(c signals.Connection) *signals.Lease {
+	acquire := func(c redispool.Connection) *redispool.Lease {
 		t.Helper()
 		l, err := pool.Acquire(c)
 		if err != nil {
@@ -37,7 +37,7 @@ func TestPoolSharesOneClientPerServerSettings(t *testing.T) {
 	withPassword.Password = "other"
 	withTLS := base
 	withTLS.TLS = true
-	for _, c := range []signals.Connection{db1, withPassword, withTLS} {
+	for _, c := range []redispool.Connection{db1, withPassword, withTLS} {
 		if acquire(c).Client() == a.Client() {
 			t.Errorf("%v shares the client of %v", c, base)
 		}
@@ -50,21 +50,21 @@ func TestPoolSharesOneClientPerServerSettings(t *testing.T) {
 	if err := srv.Client().RPush(ctx, "jobs", "x", "y").Err(); err != nil {
 		t.Fatalf("RPUSH: %v", err)
 	}
-	s0, err0 := newReader(t, pool, base, signals.Queue{List: "jobs"}, signals.ReaderOptions{}).Poll(ctx)
-	s1, err1 := newReader(t, pool, db1, signals.Queue{List: "jobs"}, signals.ReaderOptions{}).Poll(ctx)
-	if err0 != nil || err1 != nil || s0.Backlog != 2 || s1.Backlog != 0 {
-		t.Fatalf("db 0 backlog %d (%v), db 1 backlog %d (%v); want 2 and 0", s0.Backlog, err0, s1.Backlog, err1)
+	n0, err0 := acquire(base).Client().LLen(ctx, "jobs").Result()
+	n1, err1 := acquire(db1).Client().LLen(ctx, "jobs").Result()
+	if err0 != nil || err1 != nil || n0 != 2 || n1 != 0 {
+		t.Fatalf("db 0 LLEN %d (%v), db 1 LLEN %d (%v); want 2 and 0", n0, err0, n1, err1)
 	}
 	if got := pool.Clients(); got != 4 {
-		t.Fatalf("readers added clients: %d, want still 4", got)
+		t.Fatalf("more leases added clients: %d, want still 4", got)
 	}
 }
 
 func TestPoolClosesClientsIdleAfterTheirLastLease(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
-	pool := newPool(t, signals.PoolOptions{IdleTimeout: 50 * time.Millisecond})
-	conn := signals.Connection{Address: srv.Addr()}
+	pool := newPool(t, redispool.Options{IdleTimeout: 50 * time.Millisecond})
+	conn := redispool.Connection{Address: srv.Addr()}
 
 	first, err := pool.Acquire(conn)
 	if err != nil {
@@ -108,14 +108,17 @@ func TestPoolClosesClientsIdleAfterTheirLastLease(t *testing.T) {
 	}
 }
 
-func TestClosedPoolRefusesAndFailsPolls(t *testing.T) {
+func TestClosedPoolRefusesAndClosesLeasedClients(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
-	pool := signals.NewPool(signals.PoolOptions{})
-	conn := signals.Connection{Address: srv.Addr()}
-	r, err := pool.NewReader(conn, signals.Queue{List: "jobs"}, signals.ReaderOptions{})
+	pool := redispool.New(redispool.Options{})
+	conn := redispool.Connection{Address: srv.Addr()}
+	lease, err := pool.Acquire(conn)
 	if err != nil {
-		t.Fatalf("NewReader: %v", err)
+		t.Fatalf("Acquire: %v", err)
+	}
+	if err := lease.Client().Ping(ctx).Err(); err != nil {
+		t.Fatalf("Ping before Close: %v", err)
 	}
 	if err := pool.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
@@ -123,24 +126,35 @@ func TestClosedPoolRefusesAndFailsPolls(t *testing.T) {
 	if err := pool.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
-	if _, err := r.Poll(ctx); !errors.Is(err, signals.ErrUnavailable) {
-		t.Fatalf("Poll on a closed pool = %v, want ErrUnavailable", err)
+	if err := lease.Client().Ping(ctx).Err(); !errors.Is(err, redis.ErrClosed) {
+		t.Fatalf("Ping on a closed pool's client = %v, want redis.ErrClosed", err)
 	}
-	r.Close()
-	if _, err := pool.Acquire(conn); !errors.Is(err, signals.ErrPoolClosed) {
+	lease.Release()
+	if _, err := pool.Acquire(conn); !errors.Is(err, redispool.ErrPoolClosed) {
 		t.Fatalf("Acquire on a closed pool = %v, want ErrPoolClosed", err)
 	}
 }
 
-func TestNewReaderRefusesBadSettings(t *testing.T) {
-	pool := newPool(t, signals.PoolOptions{})
-	if _, err := pool.NewReader(signals.Connection{Address: "no-port"}, signals.Queue{List: "jobs"}, signals.ReaderOptions{}); err == nil {
-		t.Errorf("accepted an address without a port")
-	}
-	if _, err := pool.NewReader(signals.Connection{Address: "127.0.0.1:6379"}, signals.Queue{}, signals.ReaderOptions{}); err == nil {
-		t.Errorf("accepted a queue with neither list nor stream")
+func TestAcquireRefusesBadSettings(t *testing.T) {
+	pool := newPool(t, redispool.Options{})
+	for _, c := range []redispool.Connection{{Address: "no-port"}, {Address: ":6379"}, {Address: "redis:6379", Database: -1}} {
+		if _, err := pool.Acquire(c); err == nil {
+			t.Errorf("Acquire(%v) accepted bad settings", c)
+		}
 	}
 	if got := pool.Clients(); got != 0 {
 		t.Errorf("refused settings left %d clients behind", got)
 	}
+}
+
+// newPool returns a pool closed when the test ends.
+func newPool(tb testing.TB, opts redispool.Options) *redispool.Pool {
+	tb.Helper()
+	p := redispool.New(opts)
+	tb.Cleanup(func() {
+		if err := p.Close(); err != nil {
+			tb.Errorf("closing pool: %v", err)
+		}
+	})
+	return p
 }

@@ -1,4 +1,4 @@
-package specplan
+package specconv
 
 import (
 	"reflect"
