@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -106,5 +107,31 @@ func TestDecisionReasonsAreAPIValues(t *testing.T) {
 		if string(decision) != string(api) {
 			t.Errorf("decision reason %q is written to status as %q", decision, api)
 		}
+	}
+}
+
+// The scaling history lives in status, so it must survive what the API server stores: the
+// API type's JSON, whose times have whole seconds. The history is kept small enough for it.
+func TestHistorySurvivesTheStatus(t *testing.T) {
+	g := NewWithT(t)
+	start := time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC)
+	var h capacity.History
+	for i := range 40 {
+		at := start.Add(time.Duration(i) * 1500 * time.Millisecond)
+		h.Recommendations = append(h.Recommendations, capacity.ReplicaPoint{Time: at, Replicas: int32(i % 7)})
+		h.Observed = append(h.Observed, capacity.ReplicaPoint{Time: at, Replicas: int32(i % 5)})
+	}
+	data, err := json.Marshal(capacityv1alpha1.ClaudeCapacityStatus{History: historyToStatus(h)})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(len(data)).To(BeNumerically("<", 4096), "history in status is %d bytes", len(data))
+	var back capacityv1alpha1.ClaudeCapacityStatus
+	g.Expect(json.Unmarshal(data, &back)).To(Succeed())
+	got := historyFromStatus(back.History)
+	g.Expect(got.Recommendations).To(HaveLen(len(h.Recommendations)))
+	g.Expect(got.Observed).To(HaveLen(len(h.Observed)))
+	for i, p := range h.Recommendations {
+		g.Expect(got.Recommendations[i].Replicas).To(Equal(p.Replicas))
+		g.Expect(got.Recommendations[i].Time).To(BeTemporally("==", p.Time.Truncate(time.Second)), "point %d", i)
+		g.Expect(got.Observed[i].Replicas).To(Equal(h.Observed[i].Replicas))
 	}
 }
