@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
+	"github.com/claudecap/claudecap/internal/specconv"
 	"github.com/claudecap/claudecap/pkg/capacity"
 	"github.com/claudecap/claudecap/pkg/dimension"
 	"github.com/claudecap/claudecap/pkg/ratelimit"
@@ -41,7 +42,7 @@ const (
 type limiterView struct {
 	readAt   time.Time
 	usage    ratelimit.WindowUsage
-	pool     ratelimit.UsageSample // every workload of the pool, summed over the window
+	pool     poolUsage // every workload of the pool, summed over the window
 	upstream ratelimit.Upstream
 	hasUp    bool
 }
@@ -115,12 +116,12 @@ func (r *ClaudeCapacityReconciler) readLimiter(ctx context.Context, s *scope) (c
 // reportLimiterView writes what the limiters observed to status.observed and RateLimited.
 func (r *ClaudeCapacityReconciler) reportLimiterView(cc *capacityv1alpha1.ClaudeCapacity, view *limiterView) {
 	perMinute := func(n int64) int64 { return n * int64(time.Minute) / int64(max(view.usage.Window, time.Second)) }
+	var rates dimension.Amounts
+	for d, n := range view.usage.Amounts() {
+		rates[d] = perMinute(n)
+	}
 	observed := &capacityv1alpha1.ObservedStatus{
-		RateStatus: capacityv1alpha1.RateStatus{
-			RequestsPerMinute:     perMinute(view.usage.Requests),
-			InputTokensPerMinute:  perMinute(view.usage.InputTokens),
-			OutputTokensPerMinute: perMinute(view.usage.OutputTokens),
-		},
+		RateStatus:          specconv.RateStatus(rates),
 		RateLimitedRequests: view.usage.RateLimited,
 		ThrottledRequests:   view.usage.Throttled,
 		UpstreamRemaining:   view.upstreamRemaining(r.now()),
@@ -159,6 +160,16 @@ func (r *ClaudeCapacityReconciler) readLimiterState(ctx context.Context, s *scop
 	return view, nil
 }
 
+// poolUsage is what every workload of a pool used over the window.
+type poolUsage struct {
+	amounts dimension.Amounts
+	// RateLimited counts the upstream 429s.
+	RateLimited int64
+}
+
+// Amounts returns the pool's usage per dimension.
+func (p poolUsage) Amounts() dimension.Amounts { return p.amounts }
+
 // readPoolUsage sums every workload's usage of the pool over the window into v.pool.
 func (v *limiterView) readPoolUsage(ctx context.Context, rdb *redis.Client, pool ratelimit.PoolKey) error {
 	all, err := ratelimit.ReadPoolUsage(ctx, rdb, pool, usageWindow)
@@ -166,9 +177,7 @@ func (v *limiterView) readPoolUsage(ctx context.Context, rdb *redis.Client, pool
 		return err
 	}
 	for _, u := range all {
-		v.pool.Requests += u.Requests
-		v.pool.InputTokens += u.InputTokens
-		v.pool.OutputTokens += u.OutputTokens
+		v.pool.amounts = v.pool.amounts.Add(u.Amounts())
 		v.pool.RateLimited += u.RateLimited
 	}
 	return nil
@@ -196,11 +205,8 @@ func (v *limiterView) upstreamRemaining(now time.Time) *capacityv1alpha1.RateSta
 			left[d] = b.Remaining
 		}
 	}
-	return &capacityv1alpha1.RateStatus{
-		RequestsPerMinute:     left[dimension.Requests],
-		InputTokensPerMinute:  left[dimension.InputTokens],
-		OutputTokensPerMinute: left[dimension.OutputTokens],
-	}
+	rem := specconv.RateStatus(left)
+	return &rem
 }
 
 // externalUsage estimates what callers outside this pool's limiters use per minute: the
@@ -223,11 +229,10 @@ func (v *limiterView) externalUsage(now time.Time) capacity.PerDimension {
 // observedProfile replaces the declared tokens per request with the observed averages once
 // enough requests back them.
 func observedProfile(declared capacity.RequestProfile, v *limiterView) capacity.RequestProfile {
-	if v == nil || v.usage.Requests < minObservedRequests {
+	if v == nil || v.usage.Amounts()[dimension.Requests] < minObservedRequests {
 		return declared
 	}
-	n := float64(v.usage.Requests)
-	return capacity.RequestProfile{InputTokens: float64(v.usage.InputTokens) / n, OutputTokens: float64(v.usage.OutputTokens) / n}
+	return capacity.ObservedProfile(v.usage.Amounts())
 }
 
 // publishLimiter writes a private pool's effective limits and allocation for its limiters

@@ -9,7 +9,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	klabels "k8s.io/apimachinery/pkg/labels"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
@@ -72,12 +71,9 @@ func orgPlanLimits(org *capacityv1alpha1.ClaudeOrganization, class capacity.Mode
 	l := capacity.PlanLimits{Tier: string(org.Spec.Limits.Tier)}
 	i := slices.IndexFunc(org.Spec.Limits.Classes, func(c capacityv1alpha1.ClassLimits) bool { return c.Class == string(class) })
 	if i >= 0 {
-		c := org.Spec.Limits.Classes[i]
-		l.RequestsPerMinute = ptr.Deref(c.RequestsPerMinute, 0)
-		l.InputTokensPerMinute = ptr.Deref(c.InputTokensPerMinute, 0)
-		l.OutputTokensPerMinute = ptr.Deref(c.OutputTokensPerMinute, 0)
+		l.Explicit = capacity.TierLimits(specconv.ClassLimitAmounts(org.Spec.Limits.Classes[i]))
 	}
-	if l.Tier == "" && (l.RequestsPerMinute == 0 || l.InputTokensPerMinute == 0 || l.OutputTokensPerMinute == 0) {
+	if l.Tier == "" && slices.Contains(l.Explicit[:], 0) {
 		return nil
 	}
 	return &l
@@ -89,21 +85,14 @@ func orgPlanLimits(org *capacityv1alpha1.ClaudeOrganization, class capacity.Mode
 func adoptUpstream(declared, reported capacity.TierLimits, adopt bool) (capacity.TierLimits, []string) {
 	effective := declared
 	var diffs []string
-	for _, d := range []struct {
-		name           string
-		declared, seen int64
-		set            func(*capacity.TierLimits, int64)
-	}{
-		{"requests", declared.RequestsPerMinute, reported.RequestsPerMinute, func(l *capacity.TierLimits, v int64) { l.RequestsPerMinute = v }},
-		{"input tokens", declared.InputTokensPerMinute, reported.InputTokensPerMinute, func(l *capacity.TierLimits, v int64) { l.InputTokensPerMinute = v }},
-		{"output tokens", declared.OutputTokensPerMinute, reported.OutputTokensPerMinute, func(l *capacity.TierLimits, v int64) { l.OutputTokensPerMinute = v }},
-	} {
-		if d.seen == 0 || d.seen == d.declared {
+	for _, d := range dimension.All() {
+		seen := reported[d]
+		if seen == 0 || seen == declared[d] {
 			continue
 		}
-		diffs = append(diffs, fmt.Sprintf("%s %d/min (declared %d)", d.name, d.seen, d.declared))
+		diffs = append(diffs, fmt.Sprintf("%s %d/min (declared %d)", d.Words(), seen, declared[d]))
 		if adopt {
-			d.set(&effective, d.seen)
+			effective[d] = seen
 		}
 	}
 	return effective, diffs
@@ -145,12 +134,11 @@ func reserveFor(org *capacityv1alpha1.ClaudeOrganization, pc capacityv1alpha1.Pr
 	if pct == 0 {
 		return ratelimit.Limits{}, false
 	}
-	part := func(v int64) int64 { return v * int64(pct) / 100 }
-	return ratelimit.Limits{
-		RequestsPerMinute:     part(budget[dimension.Requests]),
-		InputTokensPerMinute:  part(budget[dimension.InputTokens]),
-		OutputTokensPerMinute: part(budget[dimension.OutputTokens]),
-	}, true
+	var reserve capacity.PerDimension
+	for d, v := range budget {
+		reserve[d] = v * int64(pct) / 100
+	}
+	return ratelimit.LimitsOf(reserve), true
 }
 
 // orgMembers lists the ClaudeCapacities that draw on an organization's pool for one class

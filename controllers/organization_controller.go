@@ -26,8 +26,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
+	"github.com/claudecap/claudecap/internal/specconv"
 	"github.com/claudecap/claudecap/pkg/capacity"
-	"github.com/claudecap/claudecap/pkg/dimension"
 	"github.com/claudecap/claudecap/pkg/ratelimit"
 	"github.com/claudecap/claudecap/pkg/redispool"
 )
@@ -265,7 +265,7 @@ func (r *ClaudeOrganizationReconciler) split(org *capacityv1alpha1.ClaudeOrganiz
 	c.limits, c.drift = adoptUpstream(declared, c.pool.view.upstreamLimits(), org.Spec.Limits.FromUpstream)
 	c.ok = true
 	pool := capacity.Pool{
-		Limits:          capacity.PerDimension{c.limits.RequestsPerMinute, c.limits.InputTokensPerMinute, c.limits.OutputTokensPerMinute},
+		Limits:          c.limits.Amounts(),
 		HeadroomPercent: org.Spec.HeadroomPercentOrDefault(),
 		ExternalUsage:   c.pool.view.externalUsage(r.now()),
 	}
@@ -372,8 +372,7 @@ func (r *ClaudeOrganizationReconciler) report(ctx context.Context, org *capacity
 			noLimits = append(noLimits, string(c.class))
 		}
 		if v := c.pool.view; v != nil {
-			cs.Usage = capacityv1alpha1.RateStatus{RequestsPerMinute: v.pool.Requests, InputTokensPerMinute: v.pool.InputTokens,
-				OutputTokensPerMinute: v.pool.OutputTokens}
+			cs.Usage = specconv.RateStatus(v.pool.Amounts())
 			cs.RateLimitedRequests = v.pool.RateLimited
 			limited += v.pool.RateLimited
 			if v.hasUp {
@@ -389,9 +388,7 @@ func (r *ClaudeOrganizationReconciler) report(ctx context.Context, org *capacity
 			drift = append(drift, string(c.class)+": "+d)
 		}
 		if c.shares != nil {
-			b := c.shares.Budget
-			cs.Budget = capacityv1alpha1.RateStatus{RequestsPerMinute: b[dimension.Requests], InputTokensPerMinute: b[dimension.InputTokens],
-				OutputTokensPerMinute: b[dimension.OutputTokens]}
+			cs.Budget = specconv.RateStatus(c.shares.Budget)
 			cs.Members = memberStatuses(org, c)
 		}
 		st.Classes = append(st.Classes, cs)
@@ -486,8 +483,7 @@ func memberStatuses(org *capacityv1alpha1.ClaudeOrganization, c *orgClass) []cap
 }
 
 func limitsOf(l ratelimit.Limits) capacity.TierLimits {
-	return capacity.TierLimits{RequestsPerMinute: l.RequestsPerMinute, InputTokensPerMinute: l.InputTokensPerMinute,
-		OutputTokensPerMinute: l.OutputTokensPerMinute}
+	return capacity.TierLimitsOf(l.Capacity())
 }
 
 // filterMembers keeps the ClaudeCapacities that draw on the organization: in a namespace it

@@ -88,9 +88,5 @@ func (r *ClaudeCapacityReconciler) plan(_ context.Context, s *scope) (ctrl.Resul
 }
 
 func rateStatus(l capacity.TierLimits) capacityv1alpha1.RateStatus {
-	return capacityv1alpha1.RateStatus{
-		RequestsPerMinute:     l.RequestsPerMinute,
-		InputTokensPerMinute:  l.InputTokensPerMinute,
-		OutputTokensPerMinute: l.OutputTokensPerMinute,
-	}
+	return specconv.RateStatus(l.Amounts())
 }

@@ -6,7 +6,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
+	"github.com/claudecap/claudecap/internal/specconv"
 	"github.com/claudecap/claudecap/pkg/capacity"
+	"github.com/claudecap/claudecap/pkg/dimension"
 )
 
 // poolIndexKey indexes the ClaudeCapacities bound to an organization by
@@ -44,9 +46,7 @@ func (r *ClaudeCapacityReconciler) poolMembers(ctx context.Context, s *scope) ([
 // wrote to status, so each member's decision sees the others as of at most one poll ago.
 func (r *ClaudeCapacityReconciler) poolClaims(s *scope, members []capacityv1alpha1.ClaudeCapacity, own capacity.Demand) (capacity.Pool, []capacity.Claim) {
 	pool := capacity.Pool{
-		Limits: capacity.PerDimension{
-			s.limits.RequestsPerMinute, s.limits.InputTokensPerMinute, s.limits.OutputTokensPerMinute,
-		},
+		Limits:          s.limits.Amounts(),
 		HeadroomPercent: s.headroom(),
 	}
 	self := client.ObjectKeyFromObject(s.cc)
@@ -66,9 +66,12 @@ func (r *ClaudeCapacityReconciler) poolClaims(s *scope, members []capacityv1alph
 // observedRateProfile replaces a sibling's declared tokens per request with those its
 // status reports, once enough requests back them.
 func observedRateProfile(declared capacity.RequestProfile, o *capacityv1alpha1.ObservedStatus) capacity.RequestProfile {
-	if o == nil || o.RequestsPerMinute < minObservedRequests {
+	if o == nil {
 		return declared
 	}
-	n := float64(o.RequestsPerMinute)
-	return capacity.RequestProfile{InputTokens: float64(o.InputTokensPerMinute) / n, OutputTokens: float64(o.OutputTokensPerMinute) / n}
+	usage := specconv.RateAmounts(o.RateStatus)
+	if usage[dimension.Requests] < minObservedRequests {
+		return declared
+	}
+	return capacity.ObservedProfile(usage)
 }

@@ -13,6 +13,7 @@ import (
 
 	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
 	"github.com/claudecap/claudecap/pkg/capacity"
+	"github.com/claudecap/claudecap/pkg/dimension"
 )
 
 func TestObservationOnlyChangesWaitForTheHeartbeat(t *testing.T) {
@@ -89,13 +90,10 @@ func TestStatusPatchFromAnOlderVersionWritesNothing(t *testing.T) {
 // imports nothing of ours); this keeps them from drifting.
 func TestDecisionReasonsAreAPIValues(t *testing.T) {
 	pairs := map[capacity.LimitReason]capacityv1alpha1.LimitReason{
-		capacity.LimitedByQueue:        capacityv1alpha1.LimitedByQueue,
-		capacity.LimitedByRequests:     capacityv1alpha1.LimitedByRequests,
-		capacity.LimitedByInputTokens:  capacityv1alpha1.LimitedByInputTokens,
-		capacity.LimitedByOutputTokens: capacityv1alpha1.LimitedByOutputTokens,
-		capacity.LimitedByPoolShare:    capacityv1alpha1.LimitedByPoolShare,
-		capacity.LimitedByMaxReplicas:  capacityv1alpha1.LimitedByMaxReplicas,
-		capacity.LimitedByMinReplicas:  capacityv1alpha1.LimitedByMinReplicas,
+		capacity.LimitedByQueue:       capacityv1alpha1.LimitedByQueue,
+		capacity.LimitedByPoolShare:   capacityv1alpha1.LimitedByPoolShare,
+		capacity.LimitedByMaxReplicas: capacityv1alpha1.LimitedByMaxReplicas,
+		capacity.LimitedByMinReplicas: capacityv1alpha1.LimitedByMinReplicas,
 
 		capacity.LimitedByScaleUpPolicy:          capacityv1alpha1.LimitedByScaleUpPolicy,
 		capacity.LimitedByScaleDownPolicy:        capacityv1alpha1.LimitedByScaleDownPolicy,
@@ -106,6 +104,26 @@ func TestDecisionReasonsAreAPIValues(t *testing.T) {
 	for decision, api := range pairs {
 		if string(decision) != string(api) {
 			t.Errorf("decision reason %q is written to status as %q", decision, api)
+		}
+	}
+}
+
+// The API declares a limitedBy constant per dimension; each must be the value the decision
+// writes for that dimension (its table name), and every dimension must have one.
+func TestDimensionReasonsAreAPIValues(t *testing.T) {
+	api := map[dimension.Dimension]capacityv1alpha1.LimitReason{
+		dimension.Requests:     capacityv1alpha1.LimitedByRequests,
+		dimension.InputTokens:  capacityv1alpha1.LimitedByInputTokens,
+		dimension.OutputTokens: capacityv1alpha1.LimitedByOutputTokens,
+	}
+	for _, d := range dimension.All() {
+		v, ok := api[d]
+		if !ok {
+			t.Errorf("the API declares no limitedBy value for %s", d)
+			continue
+		}
+		if want := capacity.LimitedByDimension(d); string(v) != string(want) {
+			t.Errorf("%s: the API's limitedBy value %q, the decision writes %q", d, v, want)
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/claudecap/claudecap/pkg/capacity"
+	"github.com/claudecap/claudecap/pkg/dimension"
 	"github.com/claudecap/claudecap/pkg/mockapi"
 )
 
@@ -150,10 +151,10 @@ func (o *mockOptions) config() (mockapi.Config, error) {
 func parseClassLimits(s string) (string, mockapi.Limits, error) {
 	class, vals, ok := strings.Cut(s, "=")
 	parts := strings.Split(vals, "/")
-	if !ok || strings.TrimSpace(class) == "" || len(parts) != 3 {
+	if !ok || strings.TrimSpace(class) == "" || len(parts) != dimension.Count {
 		return "", mockapi.Limits{}, errors.New("want CLASS=RPM/ITPM/OTPM, for example sonnet-4=1000/450000/90000")
 	}
-	var n [3]int64
+	var n dimension.Amounts // in table order
 	for i, p := range parts {
 		v, err := strconv.ParseInt(strings.ReplaceAll(strings.TrimSpace(p), "_", ""), 10, 64)
 		if err != nil || v < 0 {
@@ -161,7 +162,7 @@ func parseClassLimits(s string) (string, mockapi.Limits, error) {
 		}
 		n[i] = v
 	}
-	return strings.TrimSpace(class), mockapi.Limits{RequestsPerMinute: n[0], InputTokensPerMinute: n[1], OutputTokensPerMinute: n[2]}, nil
+	return strings.TrimSpace(class), mockapi.LimitsOf(n), nil
 }
 
 // runMock serves the mock on addr, within timeouts, until ctx ends.

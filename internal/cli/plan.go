@@ -10,6 +10,8 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/claudecap/claudecap/pkg/dimension"
+
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -247,9 +249,9 @@ func (o *planOptions) planInput(cmd *cobra.Command) (capacity.PlanInput, error) 
 		value *int64
 		into  *int64
 	}{
-		{"limit-rpm", &o.limitRPM, &limits.RequestsPerMinute},
-		{"limit-itpm", &o.limitITPM, &limits.InputTokensPerMinute},
-		{"limit-otpm", &o.limitOTPM, &limits.OutputTokensPerMinute},
+		{"limit-rpm", &o.limitRPM, &limits.Explicit[dimension.Requests]},
+		{"limit-itpm", &o.limitITPM, &limits.Explicit[dimension.InputTokens]},
+		{"limit-otpm", &o.limitOTPM, &limits.Explicit[dimension.OutputTokens]},
 	} {
 		if flags.Changed(l.flag) {
 			if *l.value <= 0 {
@@ -293,10 +295,9 @@ func overlayLoadtest(in *capacity.PlanInput, path string) error {
 	if rpm := report.PerReplicaEquivalent.RequestsPerMinute; rpm > 0 {
 		in.ReplicaRequestsPerMinute = rpm
 	}
-	reported := capacity.PlanLimits{
-		RequestsPerMinute:     report.RateLimits[loadtest.DimRequests].Limit,
-		InputTokensPerMinute:  report.RateLimits[loadtest.DimInputTokens].Limit,
-		OutputTokensPerMinute: report.RateLimits[loadtest.DimOutputTokens].Limit,
+	var reported capacity.PlanLimits
+	for _, d := range dimension.All() {
+		reported.Explicit[d] = report.RateLimits[loadtest.DimensionOf(d)].Limit
 	}
 	if reported != (capacity.PlanLimits{}) {
 		in.Limits = &reported
@@ -385,17 +386,19 @@ func planNeeds(p func(string, ...any), res capacity.PlanResult) {
 	p("Headroom\t%s%% of each limit", planQty(in.HeadroomPercent))
 	p("")
 	p("Needed per minute")
-	p("  Requests\t%s", planQty(res.Needed.RequestsPerMinute))
-	switch {
-	case in.CacheHitRatio == 0:
-		p("  Input tokens\t%s", planQty(res.Needed.InputTokensPerMinute))
-	case res.CacheReadsCountTowardITPM:
-		p("  Input tokens\t%s\t(cache reads count for this model)", planQty(res.Needed.InputTokensPerMinute))
-	default:
-		p("  Input tokens\t%s\t(cache reads excluded, as Anthropic counts them; %s read in all)",
-			planQty(res.Needed.InputTokensPerMinute), planQty(res.InputTokensPerMinuteAll))
+	for _, d := range dimension.All() {
+		line := "  " + planTitle(d) + "\t" + planQty(res.Needed[d])
+		if d == dimension.InputTokens {
+			switch {
+			case in.CacheHitRatio == 0:
+			case res.CacheReadsCountTowardITPM:
+				line += "\t(cache reads count for this model)"
+			default:
+				line += fmt.Sprintf("\t(cache reads excluded, as Anthropic counts them; %s read in all)", planQty(res.InputTokensPerMinuteAll))
+			}
+		}
+		p("%s", line)
 	}
-	p("  Output tokens\t%s", planQty(res.Needed.OutputTokensPerMinute))
 	p("")
 	p("Cost (list prices)")
 	p("  Per request\t%s", capacity.FormatUSD(res.Cost.PerRequestUSD))
@@ -417,7 +420,11 @@ func planTiers(p func(string, ...any), res capacity.PlanResult) {
 		return
 	}
 	p("")
-	p("Tier\tRequests/min\tInput tokens/min\tOutput tokens/min\tFits")
+	header := "Tier"
+	for _, d := range dimension.All() {
+		header += "\t" + planTitle(d) + "/min"
+	}
+	p("%s\tFits", header)
 	for _, fit := range res.Tiers {
 		verdict := "no"
 		if fit.Fits {
@@ -426,9 +433,11 @@ func planTiers(p func(string, ...any), res capacity.PlanResult) {
 		if fit.Name == res.SmallestTier {
 			verdict += "  <- smallest"
 		}
-		p("%s\t%s\t%s\t%s\t%s", fit.Name, planUsage(fit.Utilization.Requests, fit.Limits.RequestsPerMinute),
-			planUsage(fit.Utilization.InputTokens, fit.Limits.InputTokensPerMinute),
-			planUsage(fit.Utilization.OutputTokens, fit.Limits.OutputTokensPerMinute), verdict)
+		row := fit.Name
+		for _, d := range dimension.All() {
+			row += "\t" + planUsage(fit.Utilization[d], fit.Limits[d])
+		}
+		p("%s\t%s", row, verdict)
 	}
 }
 
@@ -456,10 +465,19 @@ func planVerdict(p func(string, ...any), res capacity.PlanResult) {
 		if in.Limits != nil && in.Limits.Tier != "" {
 			verdict += " (" + in.Limits.Tier + ")"
 		}
-		p("Declared limits\t%s: %s requests, %s input tokens, %s output tokens per minute", verdict,
-			planLimitText(d.Limits.RequestsPerMinute), planLimitText(d.Limits.InputTokensPerMinute), planLimitText(d.Limits.OutputTokensPerMinute))
+		limits := make([]string, 0, dimension.Count)
+		for _, dim := range dimension.All() {
+			limits = append(limits, planLimitText(d.Limits[dim])+" "+dim.Words())
+		}
+		p("Declared limits\t%s: %s per minute", verdict, strings.Join(limits, ", "))
 		p("\t%s", d.Reason)
 	}
+}
+
+// planTitle is the dimension's words with a capital, as a table heading: "Input tokens".
+func planTitle(d dimension.Dimension) string {
+	w := d.Words()
+	return strings.ToUpper(w[:1]) + w[1:]
 }
 
 // planCacheWords describes the prompt-cache shares that are set, or nothing without caching.

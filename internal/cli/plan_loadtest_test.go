@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/claudecap/claudecap/pkg/dimension"
+
 	"github.com/claudecap/claudecap/pkg/capacity"
 	"github.com/claudecap/claudecap/pkg/loadtest"
 )
@@ -22,9 +24,9 @@ func loadtestReport(t *testing.T, mutate func(*loadtest.Report)) string {
 		Tokens:        loadtest.TokenStats{Input: 50_000, Output: 20_000, AvgInputTokens: 500, AvgOutputTokens: 200},
 		Throughput:    loadtest.Throughput{RequestsPerMinute: 100, SuccessfulRequestsPerMinute: 100},
 		RateLimits: map[loadtest.Dimension]loadtest.LimitObservation{
-			loadtest.DimRequests:     {Limit: 1000},
-			loadtest.DimInputTokens:  {Limit: 450_000},
-			loadtest.DimOutputTokens: {Limit: 90_000},
+			loadtest.DimensionOf(dimension.Requests):     {Limit: 1000},
+			loadtest.DimensionOf(dimension.InputTokens):  {Limit: 450_000},
+			loadtest.DimensionOf(dimension.OutputTokens): {Limit: 90_000},
 		},
 		PerReplicaEquivalent: loadtest.ReplicaEquivalent{MeanConcurrency: 8, RequestsPerMinute: 12.5},
 	}
@@ -47,13 +49,13 @@ func TestPlanFromLoadtestUsesWhatWasMeasured(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatalf("decoding %s: %v", out, err)
 	}
-	if res.Model != "claude-sonnet-4-20250514" || res.Needed.Ceil() != (capacity.TierLimits{RequestsPerMinute: 100, InputTokensPerMinute: 50_000, OutputTokensPerMinute: 20_000}) {
+	if res.Model != "claude-sonnet-4-20250514" || res.Needed.Ceil() != (capacity.TierLimits{100, 50_000, 20_000}) {
 		t.Fatalf("plan of the measured traffic = %s %+v", res.Model, res.Needed)
 	}
 	if res.Replicas == nil || *res.Replicas != 8 {
 		t.Fatalf("replicas = %v, want 8 (100 per minute at 12.5 per replica)", res.Replicas)
 	}
-	if res.Declared == nil || !res.Declared.Fits || res.Declared.Limits.OutputTokensPerMinute != 90_000 {
+	if res.Declared == nil || !res.Declared.Fits || res.Declared.Limits[dimension.OutputTokens] != 90_000 {
 		t.Fatalf("declared limits from the report's headers = %+v, want tier 2's, fitting", res.Declared)
 	}
 }
@@ -68,7 +70,7 @@ func TestPlanFromLoadtestFlagsOverrideTheMeasurement(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatal(err)
 	}
-	if res.Needed.OutputTokensPerMinute != 200_000 || res.Declared.Fits || res.SmallestTier != "tier-4" {
+	if res.Needed[dimension.OutputTokens] != 200_000 || res.Declared.Fits || res.SmallestTier != "tier-4" {
 		t.Fatalf("at 1,000 per minute: needed %+v, declared fits %v, smallest %s", res.Needed, res.Declared.Fits, res.SmallestTier)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/claudecap/claudecap/pkg/dimension"
+
 	"sigs.k8s.io/yaml"
 
 	"github.com/claudecap/claudecap/pkg/capacity"
@@ -78,13 +80,13 @@ func TestPlanCommandJSONAndYAML(t *testing.T) {
 			if err := decode([]byte(out), &res); err != nil {
 				t.Fatalf("decoding %s output: %v\n%s", format, err, out)
 			}
-			if res.Needed != (capacity.PlanRates{RequestsPerMinute: 100, InputTokensPerMinute: 50_000, OutputTokensPerMinute: 20_000}) {
+			if res.Needed != (capacity.PlanRates{100, 50_000, 20_000}) {
 				t.Errorf("needed = %+v", res.Needed)
 			}
 			if res.Cost.PerRequestUSD != 0.0045 || res.Cost.MonthlyUSD != 19_440 {
 				t.Errorf("cost = %+v", res.Cost)
 			}
-			if res.SmallestTier != "tier-2" || res.Binding != capacity.PlanDimensionOutputTokens || len(res.Tiers) != 4 {
+			if res.SmallestTier != "tier-2" || res.Binding != capacity.PlanDimensionOf(dimension.OutputTokens) || len(res.Tiers) != 4 {
 				t.Errorf("tier %s binding %s tiers %d", res.SmallestTier, res.Binding, len(res.Tiers))
 			}
 			if res.Replicas == nil || *res.Replicas != 4 {
@@ -183,7 +185,7 @@ func TestPlanCommandReadsManifest(t *testing.T) {
 		res := decode(t, out)
 		want := capacity.PlanInput{Model: "claude-sonnet-4-5", RequestsPerMinute: 300, AvgInputTokens: 1200, AvgOutputTokens: 300,
 			CacheHitRatio: 0.6, BatchShare: 0.2, HeadroomPercent: 90, ReplicaRequestsPerMinute: 30,
-			Limits: &capacity.PlanLimits{Tier: "tier-2", OutputTokensPerMinute: 60_000}}
+			Limits: &capacity.PlanLimits{Tier: "tier-2", Explicit: capacity.TierLimits{dimension.OutputTokens: 60_000}}}
 		if res.Input.Limits == nil || *res.Input.Limits != *want.Limits {
 			t.Fatalf("limits = %+v, want %+v", res.Input.Limits, want.Limits)
 		}
@@ -224,7 +226,7 @@ func TestPlanCommandReadsManifest(t *testing.T) {
 			t.Fatal(err)
 		}
 		in := decode(t, out).Input
-		if in.Model != "claude-haiku-4-5" || in.RequestsPerMinute != 600 || in.Limits.OutputTokensPerMinute != 200_000 {
+		if in.Model != "claude-haiku-4-5" || in.RequestsPerMinute != 600 || in.Limits.Explicit[dimension.OutputTokens] != 200_000 {
 			t.Errorf("flags did not override: %+v", in)
 		}
 		if in.HeadroomPercent != 90 || in.AvgInputTokens != 1200 || in.CacheHitRatio != 0.6 || in.Limits.Tier != "tier-2" {

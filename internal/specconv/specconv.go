@@ -11,6 +11,7 @@ import (
 
 	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
 	"github.com/claudecap/claudecap/pkg/capacity"
+	"github.com/claudecap/claudecap/pkg/dimension"
 )
 
 // PlanInput is what a ClaudeCapacity declares, in the planner's terms. A member of an
@@ -28,12 +29,7 @@ func PlanInput(spec capacityv1alpha1.ClaudeCapacitySpec) capacity.PlanInput {
 		BatchShare:               ptr.Deref(spec.Traffic.BatchShare, 0),
 	}
 	if l := spec.Limits; l != nil {
-		limits := capacity.PlanLimits{
-			Tier:                  string(l.Tier),
-			RequestsPerMinute:     ptr.Deref(l.RequestsPerMinute, 0),
-			InputTokensPerMinute:  ptr.Deref(l.InputTokensPerMinute, 0),
-			OutputTokensPerMinute: ptr.Deref(l.OutputTokensPerMinute, 0),
-		}
+		limits := capacity.PlanLimits{Tier: string(l.Tier), Explicit: capacity.TierLimits(LimitAmounts(l))}
 		if limits != (capacity.PlanLimits{}) {
 			in.Limits = &limits
 		}
@@ -84,5 +80,5 @@ func RequestProfile(traffic capacityv1alpha1.Traffic, model capacity.Model) capa
 	if !model.CacheReadsCountTowardITPM {
 		input *= 1 - ptr.Deref(traffic.CacheHitRatio, 0)
 	}
-	return capacity.RequestProfile{InputTokens: input, OutputTokens: float64(traffic.AvgOutputTokens)}
+	return capacity.ProfileOf(dimension.Rates{dimension.InputTokens: input, dimension.OutputTokens: float64(traffic.AvgOutputTokens)})
 }

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/claudecap/claudecap/pkg/dimension"
+
 	"k8s.io/utils/ptr"
 
 	capacityv1alpha1 "github.com/claudecap/claudecap/api/v1alpha1"
@@ -22,7 +24,7 @@ func TestPlanInputCarriesEverySpecField(t *testing.T) {
 	want := capacity.PlanInput{
 		Model: "claude-haiku-4-5", RequestsPerMinute: 11, AvgInputTokens: 13, AvgOutputTokens: 17,
 		CacheHitRatio: 0.25, BatchShare: 0.5, HeadroomPercent: float64(capacityv1alpha1.DefaultHeadroomPercent), ReplicaRequestsPerMinute: 19,
-		Limits: &capacity.PlanLimits{Tier: "tier-3", OutputTokensPerMinute: 7},
+		Limits: &capacity.PlanLimits{Tier: "tier-3", Explicit: capacity.TierLimits{dimension.OutputTokens: 7}},
 	}
 	if got.Limits == nil || *got.Limits != *want.Limits {
 		t.Fatalf("limits = %+v, want %+v", got.Limits, want.Limits)
@@ -72,11 +74,11 @@ func TestBehaviorKeepsDefaultsForWhatTheSpecLeavesOut(t *testing.T) {
 func TestRequestProfileCountsTokensAsTheLimitDoes(t *testing.T) {
 	traffic := capacityv1alpha1.Traffic{AvgInputTokens: 1000, AvgOutputTokens: 300, CacheHitRatio: ptr.To(0.75)}
 	current := RequestProfile(traffic, capacity.Model{CacheReadsCountTowardITPM: false})
-	if current.InputTokens != 250 || current.OutputTokens != 300 {
+	if current != (capacity.RequestProfile{dimension.Requests: 1, dimension.InputTokens: 250, dimension.OutputTokens: 300}) {
 		t.Fatalf("current model: %+v, want cache reads excluded (250 input)", current)
 	}
 	old := RequestProfile(traffic, capacity.Model{CacheReadsCountTowardITPM: true})
-	if old.InputTokens != 1000 {
+	if old[dimension.InputTokens] != 1000 {
 		t.Fatalf("a model whose cache reads count: %+v, want all 1000 input tokens", old)
 	}
 }

@@ -39,29 +39,38 @@ var ErrNoTierLimits = errors.New("no tier limits")
 // Anthropic pools limits per class, so every model of a class draws from the same budget.
 type ModelClass string
 
-// TierLimits are per-minute limits in the three dimensions Anthropic enforces. Input tokens
-// are counted the way Anthropic counts them (cache reads excluded for current models).
-type TierLimits struct {
-	// RequestsPerMinute is the request limit (RPM).
-	RequestsPerMinute int64 `json:"requestsPerMinute"`
-	// InputTokensPerMinute is the input-token limit (ITPM).
-	InputTokensPerMinute int64 `json:"inputTokensPerMinute"`
-	// OutputTokensPerMinute is the output-token limit (OTPM).
-	OutputTokensPerMinute int64 `json:"outputTokensPerMinute"`
-}
+// TierLimits are per-minute limits in the dimensions Anthropic enforces, indexed by
+// dimension. Input tokens are counted the way Anthropic counts them (cache reads excluded for
+// current models). In JSON and YAML (catalog.yaml) they are an object with a member per
+// dimension named by its LimitField: {requestsPerMinute: 50, inputTokensPerMinute: 30000, ...}.
+type TierLimits dimension.Amounts
 
 // Amounts returns the limits per dimension.
-func (l TierLimits) Amounts() PerDimension {
-	return PerDimension{
-		dimension.Requests: l.RequestsPerMinute, dimension.InputTokens: l.InputTokensPerMinute, dimension.OutputTokens: l.OutputTokensPerMinute,
-	}
-}
+func (l TierLimits) Amounts() PerDimension { return PerDimension(l) }
 
 // TierLimitsOf returns the limits whose Amounts are a.
-func TierLimitsOf(a PerDimension) TierLimits {
-	return TierLimits{
-		RequestsPerMinute: a[dimension.Requests], InputTokensPerMinute: a[dimension.InputTokens], OutputTokensPerMinute: a[dimension.OutputTokens],
+func TierLimitsOf(a PerDimension) TierLimits { return TierLimits(a) }
+
+// MarshalJSON writes the limits as an object keyed by the dimensions' LimitField.
+func (l TierLimits) MarshalJSON() ([]byte, error) {
+	return dimension.MarshalObject(l, dimension.LimitFieldOf, false)
+}
+
+// UnmarshalJSON reads what MarshalJSON writes, rejecting a member that names no dimension.
+func (l *TierLimits) UnmarshalJSON(data []byte) error {
+	return dimension.UnmarshalObject(data, l, dimension.LimitFieldOf, nil)
+}
+
+// limitFieldList names every dimension's LimitField for messages: "a, b and c".
+func limitFieldList() string {
+	fields := make([]string, 0, dimension.Count)
+	for _, d := range dimension.All() {
+		fields = append(fields, d.Info().LimitField)
 	}
+	if len(fields) < 2 {
+		return strings.Join(fields, "")
+	}
+	return strings.Join(fields[:len(fields)-1], ", ") + " and " + fields[len(fields)-1]
 }
 
 // Prices are a model's list prices in US dollars per million tokens.
@@ -412,8 +421,10 @@ func catalogClassLimits(classes map[ModelClass]classLimit, tiers []string) (map[
 			if !slices.Contains(tiers, key) {
 				return nil, fmt.Errorf("classes.%s: %w %q (tiers are %s)", class, ErrUnknownTier, tier, strings.Join(tiers, ", "))
 			}
-			if l.RequestsPerMinute <= 0 || l.InputTokensPerMinute <= 0 || l.OutputTokensPerMinute <= 0 {
-				return nil, fmt.Errorf("classes.%s.limits.%s: requestsPerMinute, inputTokensPerMinute and outputTokensPerMinute must all be positive", class, key)
+			for _, v := range l {
+				if v <= 0 {
+					return nil, fmt.Errorf("classes.%s.limits.%s: %s must all be positive", class, key, limitFieldList())
+				}
 			}
 			byTier[key] = l
 		}
@@ -425,8 +436,7 @@ func catalogClassLimits(classes map[ModelClass]classLimit, tiers []string) (map[
 			}
 			if prevTier != "" {
 				p := byTier[prevTier]
-				if l.RequestsPerMinute < p.RequestsPerMinute || l.InputTokensPerMinute < p.InputTokensPerMinute ||
-					l.OutputTokensPerMinute < p.OutputTokensPerMinute {
+				if l.Amounts().Sub(p.Amounts()).AnyNegative() {
 					return nil, fmt.Errorf("classes.%s: %s limits are below %s limits in some dimension; list tiers smallest first", class, tier, prevTier)
 				}
 			}

@@ -1,12 +1,16 @@
 package capacity
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/claudecap/claudecap/pkg/dimension"
 )
 
 func TestBuiltinCatalogParses(t *testing.T) {
@@ -111,7 +115,7 @@ func TestCatalogLookupErrors(t *testing.T) {
 	if !errors.Is(err, ErrNoTierLimits) || !strings.Contains(err.Error(), "haiku-3.5") {
 		t.Errorf("Limits(haiku-3.5) error = %v, want ErrNoTierLimits naming the class", err)
 	}
-	if l, err := c.Limits("sonnet-4", " Tier-2 "); err != nil || l.RequestsPerMinute != 1000 {
+	if l, err := c.Limits("sonnet-4", " Tier-2 "); err != nil || l[dimension.Requests] != 1000 {
 		t.Errorf("Limits with spaces and capitals = %+v, %v", l, err)
 	}
 }
@@ -307,8 +311,7 @@ func FuzzCatalogOverlay(f *testing.F) {
 				if err != nil {
 					continue
 				}
-				if l.RequestsPerMinute < prev.RequestsPerMinute || l.InputTokensPerMinute < prev.InputTokensPerMinute ||
-					l.OutputTokensPerMinute < prev.OutputTokensPerMinute {
+				if l.Amounts().Sub(prev.Amounts()).AnyNegative() {
 					t.Fatalf("class %s: %s limits %+v shrink below %+v", m.Class, tier, l, prev)
 				}
 				prev = l
@@ -322,4 +325,35 @@ func FuzzCatalogOverlay(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TierLimits and the plan's per-dimension types are arrays in code and objects with one
+// member per dimension in catalog.yaml and in `claudecap plan -o json`.
+func TestPerDimensionJSON(t *testing.T) {
+	for _, tc := range []struct {
+		value any
+		want  string
+	}{
+		{TierLimits{50, 30_000, 8_000}, `{"requestsPerMinute":50,"inputTokensPerMinute":30000,"outputTokensPerMinute":8000}`},
+		{PlanRates{1.5, 2, 3}, `{"requestsPerMinute":1.5,"inputTokensPerMinute":2,"outputTokensPerMinute":3}`},
+		{PlanUtilization{0.5, 0, 1}, `{"requests":0.5,"inputTokens":0,"outputTokens":1}`},
+		{PlanLimits{}, `{}`},
+		{PlanLimits{Tier: "tier-2"}, `{"tier":"tier-2"}`},
+		{PlanLimits{Tier: "tier-2", Explicit: TierLimits{dimension.OutputTokens: 7}}, `{"tier":"tier-2","outputTokensPerMinute":7}`},
+		{PlanLimits{Explicit: TierLimits{dimension.Requests: 5}}, `{"requestsPerMinute":5}`},
+	} {
+		got, err := json.Marshal(tc.value)
+		if err != nil || string(got) != tc.want {
+			t.Errorf("%#v: got %s (%v), want %s", tc.value, got, err, tc.want)
+			continue
+		}
+		back := reflect.New(reflect.TypeOf(tc.value))
+		if err := json.Unmarshal(got, back.Interface()); err != nil || back.Elem().Interface() != tc.value {
+			t.Errorf("%s read back as %#v (%v)", got, back.Elem().Interface(), err)
+		}
+	}
+	var l PlanLimits
+	if err := json.Unmarshal([]byte(`{"tier":"tier-1","tiers":"x"}`), &l); err == nil {
+		t.Error("PlanLimits accepted an unknown member")
+	}
 }

@@ -45,7 +45,7 @@ func TestClosedLoopBacklogDrainsWithoutCollapse(t *testing.T) {
 	const poll = 2 * time.Second
 	behavior := DefaultBehavior()
 	behavior.ScaleDown.StabilizationWindow = 120 * time.Second
-	profile := RequestProfile{InputTokens: 480, OutputTokens: 250}
+	avgRequest := profile(480, 250)
 	// 81,000 OTPM of budget at 250 tokens: 324 calls/min, 21 replicas at the true 15/min.
 	const trueCap = 21
 	arrivals, err := NewArrivalEstimator(300, 0) // the sample declares 300/min
@@ -89,7 +89,7 @@ func TestClosedLoopBacklogDrainsWithoutCollapse(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		alloc := shareOf(t, tier2, "me", NewClaim("me", 1, demand, 0, 50, profile))
+		alloc := shareOf(t, tier2, "me", NewClaim("me", 1, demand, 0, 50, avgRequest))
 		in := DecisionInput{Now: now, CurrentReplicas: p.spec, MaxReplicas: 50, Demand: demand, Allocation: alloc,
 			Behavior: behavior, History: history}
 		d, err := Decide(in)

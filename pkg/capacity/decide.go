@@ -17,12 +17,9 @@ type LimitReason string
 const (
 	// LimitedByQueue means the queue's demand is the recommendation: nothing else binds.
 	LimitedByQueue LimitReason = "Queue"
-	// LimitedByRequests means the requests-per-minute budget caps replicas below demand.
-	LimitedByRequests LimitReason = "Requests"
-	// LimitedByInputTokens means the input-tokens-per-minute budget caps replicas below demand.
-	LimitedByInputTokens LimitReason = "InputTokens"
-	// LimitedByOutputTokens means the output-tokens-per-minute budget caps replicas below demand.
-	LimitedByOutputTokens LimitReason = "OutputTokens"
+	// A dimension's budget capping replicas below demand is named by the dimension:
+	// LimitedByDimension(dimension.OutputTokens) is "OutputTokens".
+
 	// LimitedByPoolShare means the budget would allow more, but other ClaudeCapacities of the
 	// pool hold their fair shares of it.
 	LimitedByPoolShare LimitReason = "PoolShare"

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/claudecap/claudecap/pkg/dimension"
 )
 
 // demandOf returns the demand of a summarizer queue (30 requests/min per replica, 2 min drain).
@@ -64,7 +66,7 @@ func TestDecide(t *testing.T) {
 			name: "output tokens cap the demand",
 			in: DecisionInput{CurrentReplicas: 9, MaxReplicas: 50,
 				Demand: demandOf(t, 0, 0, 360), Allocation: alone(12)},
-			want: 9, wantLimitedBy: LimitedByOutputTokens,
+			want: 9, wantLimitedBy: LimitedByDimension(dimension.OutputTokens),
 			wantMessage: "capped at 9 replicas: output tokens 81,000/90,000 per minute at 90% headroom; the queue wants 12",
 		},
 		{
@@ -72,23 +74,23 @@ func TestDecide(t *testing.T) {
 			in: DecisionInput{CurrentReplicas: 4, MaxReplicas: 50, Demand: demandOf(t, 0, 0, 360),
 				Allocation: shareOf(t, Pool{Limits: tier2.Limits, HeadroomPercent: 90, ExternalUsage: PerDimension{0, 0, 45_000}},
 					"me", claim("me", 1, 12))},
-			want: 4, wantLimitedBy: LimitedByOutputTokens,
+			want: 4, wantLimitedBy: LimitedByDimension(dimension.OutputTokens),
 			wantMessage: "capped at 4 replicas: output tokens 36,000/90,000 per minute at 90% headroom less 45,000 used outside the pool; the queue wants 12",
 		},
 		{
 			name: "requests cap a member with tiny requests",
 			in: DecisionInput{CurrentReplicas: 15, MaxReplicas: 100, Demand: demandOf(t, 0, 0, 3000),
 				Allocation: shareOf(t, tier2, "c", Claim{Name: "c", Weight: 1, Replicas: 100, ThroughputPerReplica: 30,
-					Profile: RequestProfile{InputTokens: 50, OutputTokens: 1}})},
-			want: 30, wantLimitedBy: LimitedByRequests,
+					Profile: profile(50, 1)})},
+			want: 30, wantLimitedBy: LimitedByDimension(dimension.Requests),
 			wantMessage: "capped at 30 replicas: requests 900/1,000 per minute at 90% headroom; the queue wants 100",
 		},
 		{
 			name: "input tokens cap a member with long prompts",
 			in: DecisionInput{CurrentReplicas: 2, MaxReplicas: 100, Demand: demandOf(t, 0, 0, 300),
 				Allocation: shareOf(t, tier2, "rag", Claim{Name: "rag", Weight: 1, Replicas: 10, ThroughputPerReplica: 30,
-					Profile: RequestProfile{InputTokens: 5000, OutputTokens: 10}})},
-			want: 2, wantLimitedBy: LimitedByInputTokens,
+					Profile: profile(5000, 10)})},
+			want: 2, wantLimitedBy: LimitedByDimension(dimension.InputTokens),
 			wantMessage: "capped at 2 replicas: input tokens 405,000/450,000 per minute at 90% headroom; the queue wants 10",
 		},
 		{
@@ -122,7 +124,7 @@ func TestDecide(t *testing.T) {
 			name: "a pool too small for one replica runs one and says the limiter paces it",
 			in: DecisionInput{CurrentReplicas: 1, MaxReplicas: 5, Demand: demandOf(t, 0, 0, 90),
 				Allocation: shareOf(t, Pool{Limits: PerDimension{50, 30_000, 8_000}, HeadroomPercent: 90}, "me", claim("me", 1, 3))},
-			want: 1, wantLimitedBy: LimitedByOutputTokens,
+			want: 1, wantLimitedBy: LimitedByDimension(dimension.OutputTokens),
 			wantMessage: "capped at 1 replica: output tokens 7,200/8,000 per minute at 90% headroom, less than the 9,000 one replica uses, so the shared limiter paces it; the queue wants 3",
 		},
 		{
@@ -157,7 +159,7 @@ func TestDecide(t *testing.T) {
 			in: DecisionInput{CurrentReplicas: 12, MaxReplicas: 50, Behavior: DefaultBehavior(), CapCut: CapCutUpstreamRefusals,
 				History: History{Recommendations: points(600, 12)},
 				Demand:  demandOf(t, 0, 12, 360), Allocation: alone(12)},
-			want: 9, wantLimitedBy: LimitedByOutputTokens,
+			want: 9, wantLimitedBy: LimitedByDimension(dimension.OutputTokens),
 			wantMessage: "capped at 9 replicas: output tokens 81,000/90,000 per minute at 90% headroom; the queue wants 12; " +
 				"cut to the cap at once, not at the scale-down pace, because the API answered this workload's calls with 429 or 529",
 		},
@@ -175,7 +177,7 @@ func TestDecide(t *testing.T) {
 			in: DecisionInput{CurrentReplicas: 12, MaxReplicas: 50, Behavior: DefaultBehavior(), CapCut: CapCutLimitLowered,
 				History: History{Recommendations: points(600, 12)},
 				Demand:  demandOf(t, 0, 0, 360), Allocation: alone(12)},
-			want: 9, wantLimitedBy: LimitedByOutputTokens,
+			want: 9, wantLimitedBy: LimitedByDimension(dimension.OutputTokens),
 		},
 		{
 			name: "max holds at once over the scale-down window",
@@ -383,8 +385,8 @@ func TestWorkedExample(t *testing.T) {
 		t.Fatalf("demands %d and %d, want 16 and 4", summarizer.Replicas, translator.Replicas)
 	}
 	split, err := FairShare(pool, []Claim{
-		NewClaim("ai/summarizer", 1, summarizer, 0, 50, RequestProfile{InputTokens: 480, OutputTokens: 300}),
-		NewClaim("ai/translator", 3, translator, 1, 20, RequestProfile{InputTokens: 480, OutputTokens: 300}),
+		NewClaim("ai/summarizer", 1, summarizer, 0, 50, profile(480, 300)),
+		NewClaim("ai/translator", 3, translator, 1, 20, profile(480, 300)),
 	})
 	if err != nil {
 		t.Fatal(err)

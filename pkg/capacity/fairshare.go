@@ -15,8 +15,9 @@ import (
 // dimension.Dimension: limits, budgets, shares.
 type PerDimension = dimension.Amounts
 
-// dimensionReason returns the limitedBy value that names a dimension: its table name.
-func dimensionReason(d dimension.Dimension) LimitReason {
+// LimitedByDimension returns the limitedBy value that names a dimension whose budget caps
+// replicas below demand: its table Name ("OutputTokens").
+func LimitedByDimension(d dimension.Dimension) LimitReason {
 	return LimitReason(d.Name())
 }
 
@@ -63,28 +64,31 @@ func (p Pool) Budget() (PerDimension, error) {
 	return b, nil
 }
 
-// RequestProfile is what one request costs in the token dimensions, on average.
-type RequestProfile struct {
-	// InputTokens per request as the ITPM limit counts them: input_tokens plus
-	// cache_creation_input_tokens, without cache reads for current models. The caller applies
-	// the cache hit ratio and the model's counting rule.
-	InputTokens float64
-	// OutputTokens per request.
-	OutputTokens float64
+// RequestProfile is what one request costs in each dimension, on average, indexed by
+// dimension: exactly 1 in Requests, and its tokens in the token dimensions. Input tokens are
+// counted as the ITPM limit counts them: input_tokens plus cache_creation_input_tokens,
+// without cache reads for current models; the caller applies the cache hit ratio and the
+// model's counting rule. ProfileOf builds one from token amounts; a usage figure divided by
+// its own request count is one already. Claim validation rejects a Requests entry other
+// than 1, so that a profile built without it cannot pass requests as free.
+type RequestProfile dimension.Rates
+
+// ProfileOf returns the profile of a request that costs tokens[d] in each token dimension;
+// the Requests entry of tokens is ignored (a request costs one request).
+func ProfileOf(tokens dimension.Rates) RequestProfile {
+	tokens[dimension.Requests] = 1
+	return RequestProfile(tokens)
 }
 
-// perRequest returns what one request costs in dimension d. It panics for a dimension the
-// profile has no field for, so that a new dimension cannot pass as free.
-func (p RequestProfile) perRequest(d dimension.Dimension) float64 {
-	switch d {
-	case dimension.Requests:
-		return 1
-	case dimension.InputTokens:
-		return p.InputTokens
-	case dimension.OutputTokens:
-		return p.OutputTokens
+// ObservedProfile returns the average request of usage: each dimension's amount divided by
+// the requests it counts (so exactly 1 in Requests). usage must count at least one request.
+func ObservedProfile(usage PerDimension) RequestProfile {
+	var p RequestProfile
+	n := float64(usage[dimension.Requests])
+	for d, v := range usage {
+		p[d] = float64(v) / n
 	}
-	panic(fmt.Sprintf("request profile has no amount for %s", d))
+	return p
 }
 
 // Claim is one pool member's request for a share of the budget.
@@ -113,7 +117,7 @@ type Claim struct {
 func (c Claim) perReplica() dimension.Rates {
 	var r dimension.Rates
 	for _, d := range dimension.All() {
-		r[d] = c.ThroughputPerReplica * c.Profile.perRequest(d)
+		r[d] = c.ThroughputPerReplica * c.Profile[d]
 	}
 	return r
 }
@@ -135,9 +139,16 @@ func (c Claim) validate() error {
 		return fmt.Errorf("pool member %s: throughput per replica %v is not in (0, %g] requests per minute",
 			c.Name, c.ThroughputPerReplica, maxPerRequest)
 	}
-	for _, v := range []float64{c.Profile.InputTokens, c.Profile.OutputTokens} {
+	for _, d := range dimension.All() {
+		v := c.Profile[d]
+		if d == dimension.Requests {
+			if v != 1 {
+				return fmt.Errorf("pool member %s: a request costs %v requests in its profile, not 1", c.Name, v)
+			}
+			continue
+		}
 		if math.IsNaN(v) || v < 0 || v > maxPerRequest {
-			return fmt.Errorf("pool member %s: tokens per request %v is not in [0, %g]", c.Name, v, maxPerRequest)
+			return fmt.Errorf("pool member %s: %s per request %v is not in [0, %g]", c.Name, d.Words(), v, maxPerRequest)
 		}
 	}
 	return nil
@@ -182,7 +193,7 @@ func (a Allocation) CapReason() LimitReason {
 	if a.CapReplicas < a.SoloCapReplicas {
 		return LimitedByPoolShare
 	}
-	return dimensionReason(a.Binding)
+	return LimitedByDimension(a.Binding)
 }
 
 // PoolAllocation is the split of one pool's budget.

@@ -13,7 +13,7 @@ var tier2 = Pool{Limits: PerDimension{1000, 450_000, 90_000}, HeadroomPercent: 9
 
 // summarizer is a typical request: 1,200 input tokens at a 60% cache hit ratio count as 480,
 // 300 output tokens; at 30 requests/min a replica uses 30 RPM, 14,400 ITPM and 9,000 OTPM.
-var summarizer = RequestProfile{InputTokens: 480, OutputTokens: 300}
+var summarizer = profile(480, 300)
 
 func claim(name string, weight, replicas int32) Claim {
 	return Claim{Name: name, Weight: weight, Replicas: replicas, ThroughputPerReplica: 30, Profile: summarizer}
@@ -113,14 +113,14 @@ func TestFairShare(t *testing.T) {
 			pool:   tier2,
 			claims: []Claim{claim("ai/summarizer", 1, 4)},
 			want: map[string]member{"ai/summarizer": {
-				share: PerDimension{120, 57_600, 36_000}, capacity: 9, reason: LimitedByOutputTokens}},
+				share: PerDimension{120, 57_600, 36_000}, capacity: 9, reason: LimitedByDimension(dimension.OutputTokens)}},
 		},
 		{
 			name:   "alone beyond budget: capped by output tokens, the binding dimension keeps its whole budget",
 			pool:   tier2,
 			claims: []Claim{claim("ai/summarizer", 1, 12)},
 			want: map[string]member{"ai/summarizer": {
-				share: PerDimension{270, 129_600, 81_000}, capacity: 9, reason: LimitedByOutputTokens}},
+				share: PerDimension{270, 129_600, 81_000}, capacity: 9, reason: LimitedByDimension(dimension.OutputTokens)}},
 		},
 		{
 			name:   "weights 1:3 under excess demand: output shares 1:3, both limited by their pool share",
@@ -137,7 +137,7 @@ func TestFairShare(t *testing.T) {
 			claims: []Claim{claim("idle", 3, 0), claim("busy", 1, 50)},
 			want: map[string]member{
 				"idle": {share: PerDimension{}, capacity: 0, reason: LimitedByPoolShare},
-				"busy": {share: PerDimension{270, 129_600, 81_000}, capacity: 9, reason: LimitedByOutputTokens},
+				"busy": {share: PerDimension{270, 129_600, 81_000}, capacity: 9, reason: LimitedByDimension(dimension.OutputTokens)},
 			},
 		},
 		{
@@ -145,29 +145,29 @@ func TestFairShare(t *testing.T) {
 			pool:   Pool{Limits: tier2.Limits, HeadroomPercent: 90, ExternalUsage: PerDimension{0, 0, 45_000}},
 			claims: []Claim{claim("ai/summarizer", 1, 12)},
 			want: map[string]member{"ai/summarizer": {
-				share: PerDimension{120, 57_600, 36_000}, capacity: 4, reason: LimitedByOutputTokens}},
+				share: PerDimension{120, 57_600, 36_000}, capacity: 4, reason: LimitedByDimension(dimension.OutputTokens)}},
 		},
 		{
 			name:   "a budget smaller than one replica still runs one, paced by the limiter",
 			pool:   Pool{Limits: PerDimension{50, 30_000, 8_000}, HeadroomPercent: 90},
 			claims: []Claim{claim("tier1", 1, 3)},
 			want: map[string]member{"tier1": {
-				share: PerDimension{45, 27_000, 7_200}, capacity: 1, reason: LimitedByOutputTokens, partial: true}},
+				share: PerDimension{45, 27_000, 7_200}, capacity: 1, reason: LimitedByDimension(dimension.OutputTokens), partial: true}},
 		},
 		{
 			name:   "no budget left at all: cap 0",
 			pool:   Pool{Limits: tier2.Limits, HeadroomPercent: 90, ExternalUsage: PerDimension{0, 0, 81_000}},
 			claims: []Claim{claim("starved", 1, 3)},
 			want: map[string]member{"starved": {
-				share: PerDimension{0, 0, 0}, capacity: 0, reason: LimitedByOutputTokens}},
+				share: PerDimension{0, 0, 0}, capacity: 0, reason: LimitedByDimension(dimension.OutputTokens)}},
 		},
 		{
 			name: "requests bind a member with tiny requests",
 			pool: tier2,
 			claims: []Claim{{Name: "classifier", Weight: 1, Replicas: 100, ThroughputPerReplica: 60,
-				Profile: RequestProfile{InputTokens: 50, OutputTokens: 1}}},
+				Profile: profile(50, 1)}},
 			want: map[string]member{"classifier": {
-				share: PerDimension{900, 45_000, 900}, capacity: 15, reason: LimitedByRequests}},
+				share: PerDimension{900, 45_000, 900}, capacity: 15, reason: LimitedByDimension(dimension.Requests)}},
 		},
 	}
 	for _, tt := range tests {
@@ -197,8 +197,8 @@ func TestFairShare(t *testing.T) {
 func TestFairShareStrandedSharesArePassedOn(t *testing.T) {
 	pool := Pool{Limits: PerDimension{1_000_000, 100_000, 100_000}, HeadroomPercent: 100}
 	claims := []Claim{
-		{Name: "writer", Weight: 1, Replicas: 100, ThroughputPerReplica: 1, Profile: RequestProfile{InputTokens: 2000, OutputTokens: 5000}},
-		{Name: "reader", Weight: 1, Replicas: 100, ThroughputPerReplica: 1, Profile: RequestProfile{InputTokens: 5000, OutputTokens: 2000}},
+		{Name: "writer", Weight: 1, Replicas: 100, ThroughputPerReplica: 1, Profile: profile(2000, 5000)},
+		{Name: "reader", Weight: 1, Replicas: 100, ThroughputPerReplica: 1, Profile: profile(5000, 2000)},
 	}
 	got, err := FairShare(pool, claims)
 	if err != nil {
@@ -230,8 +230,8 @@ func TestFairShareRefusesMalformedClaims(t *testing.T) {
 		{name: "negative replicas", mutate: func(c *Claim) { c.Replicas = -1 }, wantErr: "negative replicas"},
 		{name: "zero throughput", mutate: func(c *Claim) { c.ThroughputPerReplica = 0 }, wantErr: "throughput per replica 0"},
 		{name: "infinite throughput", mutate: func(c *Claim) { c.ThroughputPerReplica = math.Inf(1) }, wantErr: "throughput"},
-		{name: "NaN tokens", mutate: func(c *Claim) { c.Profile.OutputTokens = math.NaN() }, wantErr: "tokens per request NaN"},
-		{name: "negative tokens", mutate: func(c *Claim) { c.Profile.InputTokens = -1 }, wantErr: "tokens per request -1"},
+		{name: "NaN tokens", mutate: func(c *Claim) { c.Profile[dimension.OutputTokens] = math.NaN() }, wantErr: "tokens per request NaN"},
+		{name: "negative tokens", mutate: func(c *Claim) { c.Profile[dimension.InputTokens] = -1 }, wantErr: "tokens per request -1"},
 		{name: "duplicate member", mutate: func(*Claim) {}, twice: true, wantErr: "appears twice"},
 	}
 	for _, tt := range tests {
@@ -309,25 +309,30 @@ func checkErr(t *testing.T, err error, want string) {
 // A binding dimension is reported by its table name, which is the API's limitedBy value.
 func TestDimensionReasonIsTheTableName(t *testing.T) {
 	want := map[dimension.Dimension]LimitReason{
-		dimension.Requests: LimitedByRequests, dimension.InputTokens: LimitedByInputTokens, dimension.OutputTokens: LimitedByOutputTokens,
+		dimension.Requests: "Requests", dimension.InputTokens: "InputTokens", dimension.OutputTokens: "OutputTokens",
 	}
 	for _, d := range dimension.All() {
-		if got := dimensionReason(d); got != want[d] {
+		if got := LimitedByDimension(d); got != want[d] {
 			t.Errorf("%s: reason %q, want %q", d, got, want[d])
 		}
 	}
 }
 
-// A dimension the request profile has no amount for must not pass as free.
-func TestRequestProfileRefusesUnknownDimensions(t *testing.T) {
-	p := RequestProfile{InputTokens: 3, OutputTokens: 5}
+// profile is the request profile of in input and out output tokens per request.
+func profile(in, out float64) RequestProfile {
+	return ProfileOf(dimension.Rates{dimension.InputTokens: in, dimension.OutputTokens: out})
+}
+
+// A request costs one request; a profile that says otherwise (one built without ProfileOf)
+// must not pass as free.
+func TestRequestProfileCostsOneRequest(t *testing.T) {
+	p := profile(3, 5)
 	if got := (Claim{ThroughputPerReplica: 2, Profile: p}).perReplica(); got != (dimension.Rates{2, 6, 10}) {
 		t.Errorf("per replica %v, want [2 6 10]", got)
 	}
-	defer func() {
-		if recover() == nil {
-			t.Error("perRequest of an unknown dimension did not panic")
-		}
-	}()
-	p.perRequest(dimension.Dimension(dimension.Count))
+	free := Claim{Name: "free", Weight: 1, Replicas: 1, ThroughputPerReplica: 2,
+		Profile: RequestProfile{dimension.InputTokens: 3, dimension.OutputTokens: 5}}
+	if err := free.validate(); err == nil || !strings.Contains(err.Error(), "costs 0 requests") {
+		t.Errorf("a profile without its request validated: %v", err)
+	}
 }

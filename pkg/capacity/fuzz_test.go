@@ -36,10 +36,7 @@ func claimsFrom(data []byte) []Claim {
 			Weight:               int32(1 + r.intn(100)),
 			Replicas:             int32(r.intn(300)),
 			ThroughputPerReplica: float64(1+r.intn(600)) / 4,
-			Profile: RequestProfile{
-				InputTokens:  float64(r.intn(20_000)),
-				OutputTokens: float64(r.intn(4_000)),
-			},
+			Profile:              profile(float64(r.intn(20_000)), float64(r.intn(4_000))),
 		}
 	}
 	return claims
@@ -100,7 +97,7 @@ func FuzzFairShareWeights(f *testing.F) {
 	f.Fuzz(func(t *testing.T, w1, w2 uint16, otpm int64, mu, in, out uint16) {
 		// Requests and input tokens are plentiful so that output tokens bind.
 		pool := Pool{Limits: PerDimension{MaxPerMinute, MaxPerMinute, 1 + (otpm&math.MaxInt64)%(1<<40)}, HeadroomPercent: 100}
-		profile := RequestProfile{InputTokens: float64(in % 100), OutputTokens: float64(1 + out)}
+		profile := profile(float64(in%100), float64(1+out))
 		a := Claim{Name: "a", Weight: int32(1 + w1%1000), Replicas: math.MaxInt32, ThroughputPerReplica: float64(1 + mu), Profile: profile}
 		b := a
 		b.Name, b.Weight = "b", int32(1+w2%1000)

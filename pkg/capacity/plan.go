@@ -1,6 +1,7 @@
 package capacity
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -40,16 +41,12 @@ const planTolerance = 1e-9
 // ErrInvalidPlanInput is wrapped by Plan when an input is out of range.
 var ErrInvalidPlanInput = errors.New("invalid plan input")
 
-// PlanDimension names one of the three rate-limit dimensions. The values match the
-// ClaudeCapacity status field limitedBy.
+// PlanDimension names one of the rate-limit dimensions by its table Name ("OutputTokens").
+// The values match the ClaudeCapacity status field limitedBy.
 type PlanDimension string
 
-// The three dimensions Anthropic limits.
-const (
-	PlanDimensionRequests     PlanDimension = "Requests"
-	PlanDimensionInputTokens  PlanDimension = "InputTokens"
-	PlanDimensionOutputTokens PlanDimension = "OutputTokens"
-)
+// PlanDimensionOf returns the PlanDimension that names d.
+func PlanDimensionOf(d dimension.Dimension) PlanDimension { return PlanDimension(d.Name()) }
 
 // PlanInput describes a workload's expected traffic. Rates are averages per minute; token
 // counts are averages per request.
@@ -91,45 +88,91 @@ type PlanInput struct {
 // replaced by an explicit value. A zero explicit value takes the tier's; without a tier it
 // leaves that dimension unchecked.
 type PlanLimits struct {
-	// Tier names a catalog tier, or is empty.
-	Tier string `json:"tier,omitempty"`
-	// RequestsPerMinute replaces the tier's request limit when positive.
-	RequestsPerMinute int64 `json:"requestsPerMinute,omitempty"`
-	// InputTokensPerMinute replaces the tier's input-token limit when positive.
-	InputTokensPerMinute int64 `json:"inputTokensPerMinute,omitempty"`
-	// OutputTokensPerMinute replaces the tier's output-token limit when positive.
-	OutputTokensPerMinute int64 `json:"outputTokensPerMinute,omitempty"`
+	// Tier names a catalog tier, or is empty. JSON "tier", left out when empty.
+	Tier string
+	// Explicit replaces the tier's limit in each dimension where positive. In JSON its
+	// members sit beside "tier", each named by its dimension's LimitField and left out when
+	// zero.
+	Explicit TierLimits
 }
 
-// PlanRates are per-minute amounts in the three dimensions, as fractions: averages need not
-// be whole numbers.
-type PlanRates struct {
-	// RequestsPerMinute is requests per minute.
-	RequestsPerMinute float64 `json:"requestsPerMinute"`
-	// InputTokensPerMinute is input tokens per minute as the limit counts them.
-	InputTokensPerMinute float64 `json:"inputTokensPerMinute"`
-	// OutputTokensPerMinute is output tokens per minute.
-	OutputTokensPerMinute float64 `json:"outputTokensPerMinute"`
+// planLimitsTier is the JSON member of PlanLimits.Tier.
+const planLimitsTier = "tier"
+
+// MarshalJSON writes {"tier": ..., "requestsPerMinute": ..., ...}, leaving out empty members.
+func (l PlanLimits) MarshalJSON() ([]byte, error) {
+	explicit, err := dimension.MarshalObject(l.Explicit, dimension.LimitFieldOf, true)
+	if err != nil || l.Tier == "" {
+		return explicit, err
+	}
+	tier, err := json.Marshal(l.Tier)
+	if err != nil {
+		return nil, err
+	}
+	out := append([]byte(`{"`+planLimitsTier+`":`), tier...)
+	if len(explicit) > len("{}") {
+		out = append(out, ',')
+	}
+	return append(out, explicit[1:]...), nil
+}
+
+// UnmarshalJSON reads what MarshalJSON writes, rejecting a member it does not know.
+func (l *PlanLimits) UnmarshalJSON(data []byte) error {
+	extra := map[string]json.RawMessage{}
+	var explicit TierLimits
+	if err := dimension.UnmarshalObject(data, &explicit, dimension.LimitFieldOf, extra); err != nil {
+		return err
+	}
+	out := PlanLimits{Explicit: explicit}
+	for name, raw := range extra {
+		if name != planLimitsTier {
+			return fmt.Errorf("json: unknown field %q", name)
+		}
+		if err := json.Unmarshal(raw, &out.Tier); err != nil {
+			return fmt.Errorf("field %s: %w", name, err)
+		}
+	}
+	*l = out
+	return nil
+}
+
+// PlanRates are per-minute amounts in each dimension, indexed by it, as fractions: averages
+// need not be whole numbers. Input tokens are counted as the limit counts them. In JSON they
+// are an object keyed by the dimensions' LimitField.
+type PlanRates dimension.Rates
+
+// MarshalJSON writes the rates as an object keyed by the dimensions' LimitField.
+func (r PlanRates) MarshalJSON() ([]byte, error) {
+	return dimension.MarshalObject(r, dimension.LimitFieldOf, false)
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (r *PlanRates) UnmarshalJSON(data []byte) error {
+	return dimension.UnmarshalObject(data, r, dimension.LimitFieldOf, nil)
 }
 
 // Ceil rounds each rate up to a whole number, the form limits and status fields use.
 func (r PlanRates) Ceil() TierLimits {
-	return TierLimits{
-		RequestsPerMinute:     int64(planCeil(r.RequestsPerMinute)),
-		InputTokensPerMinute:  int64(planCeil(r.InputTokensPerMinute)),
-		OutputTokensPerMinute: int64(planCeil(r.OutputTokensPerMinute)),
+	var l TierLimits
+	for d, v := range r {
+		l[d] = int64(planCeil(v))
 	}
+	return l
 }
 
-// PlanUtilization is need divided by limit per dimension: 1 is the whole limit. A dimension
-// without a limit reads 0.
-type PlanUtilization struct {
-	// Requests is the share of the request limit used.
-	Requests float64 `json:"requests"`
-	// InputTokens is the share of the input-token limit used.
-	InputTokens float64 `json:"inputTokens"`
-	// OutputTokens is the share of the output-token limit used.
-	OutputTokens float64 `json:"outputTokens"`
+// PlanUtilization is need divided by limit per dimension, indexed by it: 1 is the whole
+// limit. A dimension without a limit reads 0. In JSON it is an object keyed by the
+// dimensions' names in lowerCamelCase ("outputTokens").
+type PlanUtilization dimension.Rates
+
+// MarshalJSON writes the shares as an object keyed by dimension.ShareFieldOf.
+func (u PlanUtilization) MarshalJSON() ([]byte, error) {
+	return dimension.MarshalObject(u, dimension.ShareFieldOf, false)
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (u *PlanUtilization) UnmarshalJSON(data []byte) error {
+	return dimension.UnmarshalObject(data, u, dimension.ShareFieldOf, nil)
 }
 
 // LimitFit is how the plan's needs sit within one set of limits.
@@ -182,7 +225,7 @@ type PlanResult struct {
 	// BatchRequestsPerMinute is the share of traffic sent through Message Batches.
 	BatchRequestsPerMinute float64 `json:"batchRequestsPerMinute"`
 	// CacheReadsCountTowardITPM is true when the model's cache reads use up the input-token
-	// limit (older models), so Needed.InputTokensPerMinute includes them.
+	// limit (older models), so Needed[dimension.InputTokens] includes them.
 	CacheReadsCountTowardITPM bool `json:"cacheReadsCountTowardITPM,omitempty"`
 	// InputTokensPerMinuteAll is every input token of the Messages traffic, cache reads
 	// included, per minute: what the model actually reads.
@@ -235,7 +278,7 @@ func Plan(catalog *Catalog, in PlanInput) (PlanResult, error) {
 	res.Cost = planCost(model, in)
 
 	if in.ReplicaRequestsPerMinute > 0 {
-		replicas := int64(planCeil(res.Needed.RequestsPerMinute / in.ReplicaRequestsPerMinute))
+		replicas := int64(planCeil(res.Needed[dimension.Requests] / in.ReplicaRequestsPerMinute))
 		res.Replicas = &replicas
 	}
 
@@ -260,9 +303,9 @@ func planNeeds(model Model, in PlanInput) (needed PlanRates, batchRPM, allInput 
 		countedInput = in.AvgInputTokens
 	}
 	needed = PlanRates{
-		RequestsPerMinute:     messagesRPM,
-		InputTokensPerMinute:  messagesRPM * countedInput,
-		OutputTokensPerMinute: messagesRPM * in.AvgOutputTokens,
+		dimension.Requests:     messagesRPM,
+		dimension.InputTokens:  messagesRPM * countedInput,
+		dimension.OutputTokens: messagesRPM * in.AvgOutputTokens,
 	}
 	return needed, in.RequestsPerMinute * in.BatchShare, messagesRPM * in.AvgInputTokens
 }
@@ -359,14 +402,10 @@ func (c *Catalog) ResolveLimits(class ModelClass, declared PlanLimits) (TierLimi
 		}
 		limits = tierLimits
 	}
-	if declared.RequestsPerMinute > 0 {
-		limits.RequestsPerMinute = declared.RequestsPerMinute
-	}
-	if declared.InputTokensPerMinute > 0 {
-		limits.InputTokensPerMinute = declared.InputTokensPerMinute
-	}
-	if declared.OutputTokensPerMinute > 0 {
-		limits.OutputTokensPerMinute = declared.OutputTokensPerMinute
+	for d, v := range declared.Explicit {
+		if v > 0 {
+			limits[d] = v
+		}
 	}
 	if limits == (TierLimits{}) {
 		return TierLimits{}, fmt.Errorf("%w: declared limits name neither a tier nor any explicit value", ErrInvalidPlanInput)
@@ -379,32 +418,23 @@ func (c *Catalog) ResolveLimits(class ModelClass, declared PlanLimits) (TierLimi
 // reason.
 func fitLimits(name, title string, limits TierLimits, needed PlanRates, headroom float64) LimitFit {
 	fit := LimitFit{Name: name, Limits: limits, Fits: true}
-	dims := []struct {
-		dim   PlanDimension
-		need  float64
-		limit int64
-		util  *float64
-	}{
-		{PlanDimensionRequests, needed.RequestsPerMinute, limits.RequestsPerMinute, &fit.Utilization.Requests},
-		{PlanDimensionInputTokens, needed.InputTokensPerMinute, limits.InputTokensPerMinute, &fit.Utilization.InputTokens},
-		{PlanDimensionOutputTokens, needed.OutputTokensPerMinute, limits.OutputTokensPerMinute, &fit.Utilization.OutputTokens},
-	}
 	var shortages []string
 	highest := 0.0
-	for _, d := range dims {
-		if d.limit <= 0 {
+	for _, d := range dimension.All() {
+		need, limit := needed[d], limits[d]
+		if limit <= 0 {
 			continue
 		}
-		*d.util = d.need / float64(d.limit)
-		if *d.util > highest {
-			highest, fit.Binding = *d.util, d.dim
+		fit.Utilization[d] = need / float64(limit)
+		if fit.Utilization[d] > highest {
+			highest, fit.Binding = fit.Utilization[d], PlanDimensionOf(d)
 		}
-		allowed := float64(d.limit) * headroom / 100
-		if d.need > allowed*(1+planTolerance) {
+		allowed := float64(limit) * headroom / 100
+		if need > allowed*(1+planTolerance) {
 			fit.Fits = false
-			fit.Short = append(fit.Short, d.dim)
-			shortages = append(shortages, fmt.Sprintf("%s %s/min needed, %s allowed", d.dim.Words(),
-				FormatQuantity(d.need), FormatQuantity(allowed)))
+			fit.Short = append(fit.Short, PlanDimensionOf(d))
+			shortages = append(shortages, fmt.Sprintf("%s %s/min needed, %s allowed", d.Words(),
+				FormatQuantity(need), FormatQuantity(allowed)))
 		}
 	}
 
@@ -457,8 +487,7 @@ func validatePlanInput(in PlanInput) error {
 		"requests per minute per replica must be 0 (unknown) or between %v and %s, got %v",
 		MinPlanReplicaRequestsPerMinute, FormatQuantity(MaxPlanRequestsPerMinute), in.ReplicaRequestsPerMinute)
 	if l := in.Limits; l != nil {
-		check(l.RequestsPerMinute >= 0 && l.InputTokensPerMinute >= 0 && l.OutputTokensPerMinute >= 0,
-			"declared limits must not be negative")
+		check(!l.Explicit.Amounts().AnyNegative(), "declared limits must not be negative")
 	}
 	if len(problems) == 0 {
 		return nil

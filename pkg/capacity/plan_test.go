@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/claudecap/claudecap/pkg/dimension"
 )
 
 // planClose compares money and rates computed in floating point.
@@ -41,11 +43,11 @@ func TestPlanSeedExample(t *testing.T) {
 			if res.Cost.MonthlyUSD != 19_440 || FormatUSD(res.Cost.MonthlyUSD) != "$19,440.00" {
 				t.Errorf("monthly cost = %v (%s), want exactly 19440", res.Cost.MonthlyUSD, FormatUSD(res.Cost.MonthlyUSD))
 			}
-			if res.SmallestTier != "tier-2" || res.Binding != PlanDimensionOutputTokens {
+			if res.SmallestTier != "tier-2" || res.Binding != PlanDimensionOf(dimension.OutputTokens) {
 				t.Errorf("smallest tier %s binding %s, want tier-2 bound by output tokens", res.SmallestTier, res.Binding)
 			}
 			tier1 := res.Tiers[0]
-			if tier1.Fits || !slices.Contains(tier1.Short, PlanDimensionOutputTokens) || tier1.Utilization.OutputTokens != 2.5 {
+			if tier1.Fits || !slices.Contains(tier1.Short, PlanDimensionOf(dimension.OutputTokens)) || tier1.Utilization[dimension.OutputTokens] != 2.5 {
 				t.Errorf("tier-1 = %+v, want short on output tokens at 250%%", tier1)
 			}
 			if !strings.Contains(res.TierReason, "output tokens 20,000/min needed, 8,000 allowed") ||
@@ -96,8 +98,8 @@ func TestPlanPromptCache(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			res := mustPlan(t, tc.in)
-			if !planClose(res.Needed.InputTokensPerMinute, tc.itpm) || !planClose(res.InputTokensPerMinuteAll, tc.allIn) {
-				t.Errorf("ITPM %v all input %v, want %v and %v", res.Needed.InputTokensPerMinute, res.InputTokensPerMinuteAll, tc.itpm, tc.allIn)
+			if !planClose(res.Needed[dimension.InputTokens], tc.itpm) || !planClose(res.InputTokensPerMinuteAll, tc.allIn) {
+				t.Errorf("ITPM %v all input %v, want %v and %v", res.Needed[dimension.InputTokens], res.InputTokensPerMinuteAll, tc.itpm, tc.allIn)
 			}
 			if !planClose(res.Cost.PerRequestUSD, tc.perRequest) {
 				t.Errorf("cost per request = %v, want %v", res.Cost.PerRequestUSD, tc.perRequest)
@@ -119,7 +121,7 @@ func TestPlanBatchShare(t *testing.T) {
 		t.Errorf("cost %+v", res.Cost)
 	}
 	// 50 RPM and 25,000 ITPM fit tier 1; 10,000 OTPM does not.
-	if res.SmallestTier != "tier-2" || !slices.Equal(res.Tiers[0].Short, []PlanDimension{PlanDimensionOutputTokens}) {
+	if res.SmallestTier != "tier-2" || !slices.Equal(res.Tiers[0].Short, []PlanDimension{PlanDimensionOf(dimension.OutputTokens)}) {
 		t.Errorf("smallest %s, tier-1 short on %v", res.SmallestTier, res.Tiers[0].Short)
 	}
 }
@@ -133,15 +135,15 @@ func TestPlanSmallestTier(t *testing.T) {
 		reasonPart string
 	}{
 		{"exactly at tier-1 limits", PlanInput{Model: "claude-sonnet-4-5", RequestsPerMinute: 50, AvgInputTokens: 600, AvgOutputTokens: 160},
-			"tier-1", PlanDimensionRequests, "tier-1, the smallest tier, fits"},
+			"tier-1", PlanDimensionOf(dimension.Requests), "tier-1, the smallest tier, fits"},
 		{"fits tier-2 at full headroom", PlanInput{Model: "claude-sonnet-4-5", RequestsPerMinute: 950, AvgInputTokens: 100, AvgOutputTokens: 50},
-			"tier-2", PlanDimensionRequests, "requests come closest to the limit at 95%"},
+			"tier-2", PlanDimensionOf(dimension.Requests), "requests come closest to the limit at 95%"},
 		{"90% headroom pushes to tier-3", PlanInput{Model: "claude-sonnet-4-5", RequestsPerMinute: 950, AvgInputTokens: 100, AvgOutputTokens: 50, HeadroomPercent: 90},
-			"tier-3", PlanDimensionRequests, "requests 950/min needed, 900 allowed"},
+			"tier-3", PlanDimensionOf(dimension.Requests), "requests 950/min needed, 900 allowed"},
 		{"haiku's larger tier-3 input limit", PlanInput{Model: "claude-haiku-4-5", RequestsPerMinute: 1_500, AvgInputTokens: 600, AvgOutputTokens: 100},
-			"tier-3", PlanDimensionInputTokens, "input tokens 900,000/min needed, 450,000 allowed"},
+			"tier-3", PlanDimensionOf(dimension.InputTokens), "input tokens 900,000/min needed, 450,000 allowed"},
 		{"nothing fits", PlanInput{Model: "claude-opus-4-6", RequestsPerMinute: 5_000, AvgInputTokens: 100, AvgOutputTokens: 100},
-			TierCustom, PlanDimensionRequests, "custom limits beyond tier-4: the traffic exceeds tier-4 at 100% headroom: requests 5,000/min needed, 4,000 allowed"},
+			TierCustom, PlanDimensionOf(dimension.Requests), "custom limits beyond tier-4: the traffic exceeds tier-4 at 100% headroom: requests 5,000/min needed, 4,000 allowed"},
 		{"no tier data for the class", PlanInput{Model: "claude-3-5-haiku", RequestsPerMinute: 1, AvgInputTokens: 1, AvgOutputTokens: 1},
 			TierCustom, "", "no tier limits for model class haiku-3.5"},
 		{"idle workload", PlanInput{Model: "claude-sonnet-4-5"},
@@ -181,12 +183,12 @@ func TestPlanDeclaredLimits(t *testing.T) {
 	}{
 		{"tier-2", PlanLimits{Tier: "tier-2"}, true, nil, "fits the declared limits at 90% headroom; output tokens come closest to the limit at 22.22%"},
 		{"tier-1", PlanLimits{Tier: "tier-1"}, false,
-			[]PlanDimension{PlanDimensionRequests, PlanDimensionInputTokens, PlanDimensionOutputTokens}, "requests 100/min needed, 45 allowed"},
-		{"tier-2 with a lower explicit OTPM", PlanLimits{Tier: "tier-2", OutputTokensPerMinute: 20_000}, false,
-			[]PlanDimension{PlanDimensionOutputTokens}, "output tokens 20,000/min needed, 18,000 allowed"},
-		{"explicit only, one dimension", PlanLimits{OutputTokensPerMinute: 100_000}, true, nil, "output tokens come closest to the limit at 20%"},
-		{"explicit, all three", PlanLimits{RequestsPerMinute: 120, InputTokensPerMinute: 50_000, OutputTokensPerMinute: 30_000}, false,
-			[]PlanDimension{PlanDimensionInputTokens}, "input tokens 50,000/min needed, 45,000 allowed"},
+			[]PlanDimension{PlanDimensionOf(dimension.Requests), PlanDimensionOf(dimension.InputTokens), PlanDimensionOf(dimension.OutputTokens)}, "requests 100/min needed, 45 allowed"},
+		{"tier-2 with a lower explicit OTPM", PlanLimits{Tier: "tier-2", Explicit: TierLimits{dimension.OutputTokens: 20_000}}, false,
+			[]PlanDimension{PlanDimensionOf(dimension.OutputTokens)}, "output tokens 20,000/min needed, 18,000 allowed"},
+		{"explicit only, one dimension", PlanLimits{Explicit: TierLimits{dimension.OutputTokens: 100_000}}, true, nil, "output tokens come closest to the limit at 20%"},
+		{"explicit, all three", PlanLimits{Explicit: TierLimits{dimension.Requests: 120, dimension.InputTokens: 50_000, dimension.OutputTokens: 30_000}}, false,
+			[]PlanDimension{PlanDimensionOf(dimension.InputTokens)}, "input tokens 50,000/min needed, 45,000 allowed"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -206,17 +208,17 @@ func TestPlanDeclaredLimits(t *testing.T) {
 
 	t.Run("unchecked dimensions read zero", func(t *testing.T) {
 		in := seed
-		in.Limits = &PlanLimits{OutputTokensPerMinute: 100_000}
+		in.Limits = &PlanLimits{Explicit: TierLimits{dimension.OutputTokens: 100_000}}
 		d := mustPlan(t, in).Declared
-		if d.Utilization.Requests != 0 || d.Utilization.InputTokens != 0 || d.Utilization.OutputTokens != 0.2 {
+		if d.Utilization[dimension.Requests] != 0 || d.Utilization[dimension.InputTokens] != 0 || d.Utilization[dimension.OutputTokens] != 0.2 {
 			t.Errorf("utilization %+v", d.Utilization)
 		}
 	})
 	t.Run("float rounding on the limit still fits", func(t *testing.T) {
 		// 1 - 0.7 is 0.30000000000000004 in binary: ITPM lands a hair above 30,000.
 		res := mustPlan(t, PlanInput{Model: "claude-sonnet-4-5", RequestsPerMinute: 100, AvgInputTokens: 1000, AvgOutputTokens: 80,
-			CacheHitRatio: 0.7, Limits: &PlanLimits{RequestsPerMinute: 100, InputTokensPerMinute: 30_000, OutputTokensPerMinute: 8_000}})
-		if !res.Declared.Fits || res.Needed.Ceil().InputTokensPerMinute != 30_000 {
+			CacheHitRatio: 0.7, Limits: &PlanLimits{Explicit: TierLimits{dimension.Requests: 100, dimension.InputTokens: 30_000, dimension.OutputTokens: 8_000}}})
+		if !res.Declared.Fits || res.Needed.Ceil()[dimension.InputTokens] != 30_000 {
 			t.Errorf("declared %+v, needed %+v", res.Declared, res.Needed)
 		}
 	})
@@ -227,7 +229,7 @@ func TestPlanDeclaredLimits(t *testing.T) {
 	}{
 		{"unknown tier", PlanLimits{Tier: "tier-9"}, ErrUnknownTier},
 		{"nothing declared", PlanLimits{}, ErrInvalidPlanInput},
-		{"negative", PlanLimits{Tier: "tier-1", RequestsPerMinute: -1}, ErrInvalidPlanInput},
+		{"negative", PlanLimits{Tier: "tier-1", Explicit: TierLimits{dimension.Requests: -1}}, ErrInvalidPlanInput},
 	}
 	for _, tc := range errorCases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -244,7 +246,7 @@ func TestPlanDeclaredLimits(t *testing.T) {
 		if _, err := Plan(nil, in); !errors.Is(err, ErrNoTierLimits) || !strings.Contains(err.Error(), "declare explicit limits") {
 			t.Errorf("error = %v", err)
 		}
-		in.Limits = &PlanLimits{RequestsPerMinute: 10, InputTokensPerMinute: 10, OutputTokensPerMinute: 10}
+		in.Limits = &PlanLimits{Explicit: TierLimits{dimension.Requests: 10, dimension.InputTokens: 10, dimension.OutputTokens: 10}}
 		if res, err := Plan(nil, in); err != nil || !res.Declared.Fits {
 			t.Errorf("explicit limits for a class without tier data: %+v, %v", res.Declared, err)
 		}
@@ -428,9 +430,9 @@ func FuzzPlan(f *testing.F) {
 		more.AvgOutputTokens = math.Min(MaxPlanTokensPerRequest, output*1.5+1)
 		bigger := mustPlan(t, more)
 		checkPlanResult(t, bigger)
-		if !planNotBelow(bigger.Needed.RequestsPerMinute, res.Needed.RequestsPerMinute) ||
-			!planNotBelow(bigger.Needed.InputTokensPerMinute, res.Needed.InputTokensPerMinute) ||
-			!planNotBelow(bigger.Needed.OutputTokensPerMinute, res.Needed.OutputTokensPerMinute) {
+		if !planNotBelow(bigger.Needed[dimension.Requests], res.Needed[dimension.Requests]) ||
+			!planNotBelow(bigger.Needed[dimension.InputTokens], res.Needed[dimension.InputTokens]) ||
+			!planNotBelow(bigger.Needed[dimension.OutputTokens], res.Needed[dimension.OutputTokens]) {
 			t.Fatalf("more traffic needs less: %+v then %+v", res.Needed, bigger.Needed)
 		}
 		if res.Replicas != nil && *bigger.Replicas < *res.Replicas {
@@ -455,10 +457,10 @@ func FuzzPlan(f *testing.F) {
 		cached.CacheHitRatio = hit + (1-hit-write5m-write1h)/2
 		if cached.CacheHitRatio >= hit && cached.CacheHitRatio <= 1 {
 			got := mustPlan(t, cached)
-			if !planNotBelow(res.Needed.InputTokensPerMinute, got.Needed.InputTokensPerMinute) ||
+			if !planNotBelow(res.Needed[dimension.InputTokens], got.Needed[dimension.InputTokens]) ||
 				!planNotBelow(res.Cost.PerRequestUSD, got.Cost.PerRequestUSD) {
-				t.Fatalf("more cache hits cost more: ITPM %v -> %v, $%v -> $%v", res.Needed.InputTokensPerMinute,
-					got.Needed.InputTokensPerMinute, res.Cost.PerRequestUSD, got.Cost.PerRequestUSD)
+				t.Fatalf("more cache hits cost more: ITPM %v -> %v, $%v -> $%v", res.Needed[dimension.InputTokens],
+					got.Needed[dimension.InputTokens], res.Cost.PerRequestUSD, got.Cost.PerRequestUSD)
 			}
 		}
 
@@ -466,7 +468,7 @@ func FuzzPlan(f *testing.F) {
 		batched := in
 		batched.BatchShare = batch + (1-batch)/2
 		got := mustPlan(t, batched)
-		if !planNotBelow(res.Needed.RequestsPerMinute, got.Needed.RequestsPerMinute) || !planNotBelow(res.Cost.MonthlyUSD, got.Cost.MonthlyUSD) ||
+		if !planNotBelow(res.Needed[dimension.Requests], got.Needed[dimension.Requests]) || !planNotBelow(res.Cost.MonthlyUSD, got.Cost.MonthlyUSD) ||
 			planTierIndex(got) > planTierIndex(res) {
 			t.Fatalf("more batching raised load or cost: %+v %+v then %+v %+v", res.Needed, res.Cost, got.Needed, got.Cost)
 		}
@@ -500,8 +502,8 @@ func foldPlanInput(in PlanInput) PlanInput {
 func checkPlanResult(t *testing.T, res PlanResult) {
 	t.Helper()
 	c := res.Cost
-	for _, v := range []float64{c.PerRequestUSD, c.MonthlyUSD, c.MonthlyBatchSavingsUSD, res.Needed.RequestsPerMinute,
-		res.Needed.InputTokensPerMinute, res.Needed.OutputTokensPerMinute, res.BatchRequestsPerMinute, res.InputTokensPerMinuteAll} {
+	for _, v := range []float64{c.PerRequestUSD, c.MonthlyUSD, c.MonthlyBatchSavingsUSD, res.Needed[dimension.Requests],
+		res.Needed[dimension.InputTokens], res.Needed[dimension.OutputTokens], res.BatchRequestsPerMinute, res.InputTokensPerMinuteAll} {
 		if !finiteAtLeastZero(v) {
 			t.Fatalf("negative or non-finite amount %v in %+v", v, res)
 		}
@@ -512,8 +514,8 @@ func checkPlanResult(t *testing.T, res PlanResult) {
 	if !planClose(c.MonthlyUSD, c.PerRequestUSD*res.Input.RequestsPerMinute*MinutesPerMonth) {
 		t.Fatalf("monthly %v is not per request %v * rate * minutes", c.MonthlyUSD, c.PerRequestUSD)
 	}
-	if !planNotBelow(res.InputTokensPerMinuteAll, res.Needed.InputTokensPerMinute) {
-		t.Fatalf("counted input %v exceeds all input %v", res.Needed.InputTokensPerMinute, res.InputTokensPerMinuteAll)
+	if !planNotBelow(res.InputTokensPerMinuteAll, res.Needed[dimension.InputTokens]) {
+		t.Fatalf("counted input %v exceeds all input %v", res.Needed[dimension.InputTokens], res.InputTokensPerMinuteAll)
 	}
 
 	// A bigger tier never fits worse, and the smallest tier is the first that fits.
@@ -527,8 +529,10 @@ func checkPlanResult(t *testing.T, res PlanResult) {
 		}
 		if i > 0 {
 			prev := res.Tiers[i-1].Utilization
-			if fit.Utilization.Requests > prev.Requests || fit.Utilization.InputTokens > prev.InputTokens ||
-				fit.Utilization.OutputTokens > prev.OutputTokens {
+			for _, d := range dimension.All() {
+				if fit.Utilization[d] <= prev[d] {
+					continue
+				}
 				t.Fatalf("%s is more utilized than the smaller tier: %+v", fit.Name, res.Tiers)
 			}
 		}
@@ -546,16 +550,16 @@ func checkPlanResult(t *testing.T, res PlanResult) {
 	if r := res.Replicas; r != nil {
 		per := res.Input.ReplicaRequestsPerMinute
 		carried := float64(*r) * per
-		if *r < 0 || !planNotBelow(carried, res.Needed.RequestsPerMinute) ||
-			(*r > 0 && carried-per >= res.Needed.RequestsPerMinute*(1+1e-9)) {
-			t.Fatalf("%d replicas at %v each for %v requests/min", *r, per, res.Needed.RequestsPerMinute)
+		if *r < 0 || !planNotBelow(carried, res.Needed[dimension.Requests]) ||
+			(*r > 0 && carried-per >= res.Needed[dimension.Requests]*(1+1e-9)) {
+			t.Fatalf("%d replicas at %v each for %v requests/min", *r, per, res.Needed[dimension.Requests])
 		}
 	}
 }
 
 func TestPlanDimensionWords(t *testing.T) {
-	cases := map[PlanDimension]string{PlanDimensionRequests: "requests", PlanDimensionInputTokens: "input tokens",
-		PlanDimensionOutputTokens: "output tokens", "PoolShare": "PoolShare"}
+	cases := map[PlanDimension]string{PlanDimensionOf(dimension.Requests): "requests", PlanDimensionOf(dimension.InputTokens): "input tokens",
+		PlanDimensionOf(dimension.OutputTokens): "output tokens", "PoolShare": "PoolShare"}
 	for d, want := range cases {
 		if got := d.Words(); got != want {
 			t.Errorf("%s.Words() = %q, want %q", d, got, want)

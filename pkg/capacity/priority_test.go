@@ -76,12 +76,12 @@ func TestFairSharePriorities(t *testing.T) {
 			name: "a member bound by output tokens leaves its request share to its own class first, then to lower ones",
 			pool: Pool{Limits: PerDimension{1000, 1000, 10_000}, HeadroomPercent: 100},
 			claims: []Claim{
-				{Name: "writer", Weight: 1, Replicas: 100, ThroughputPerReplica: 10, Profile: RequestProfile{OutputTokens: 100}, Priority: 1},
-				{Name: "peer", Weight: 1, Replicas: 60, ThroughputPerReplica: 10, Priority: 1},
-				{Name: "low", Weight: 1, Replicas: 100, ThroughputPerReplica: 10},
+				{Name: "writer", Weight: 1, Replicas: 100, ThroughputPerReplica: 10, Profile: profile(0, 100), Priority: 1},
+				{Name: "peer", Weight: 1, Replicas: 60, ThroughputPerReplica: 10, Profile: profile(0, 0), Priority: 1},
+				{Name: "low", Weight: 1, Replicas: 100, ThroughputPerReplica: 10, Profile: profile(0, 0)},
 			},
 			want: map[string]member{
-				"writer": {share: PerDimension{100, 0, 10_000}, capacity: 10, reason: LimitedByRequests},
+				"writer": {share: PerDimension{100, 0, 10_000}, capacity: 10, reason: LimitedByDimension(dimension.Requests)},
 				"peer":   {share: PerDimension{600, 0, 0}, capacity: 60, reason: LimitedByPoolShare},
 				"low":    {share: PerDimension{300, 0, 0}, capacity: 30, reason: LimitedByPoolShare},
 			},
@@ -115,8 +115,8 @@ func TestFairSharePriorities(t *testing.T) {
 func TestFairShareLowerPriorityCostsNoReplicas(t *testing.T) {
 	pool := Pool{Limits: PerDimension{1_000_000, 100_000, 100_000}, HeadroomPercent: 100}
 	high := []Claim{
-		{Name: "writer", Weight: 1, Replicas: 100, ThroughputPerReplica: 1, Profile: RequestProfile{InputTokens: 2000, OutputTokens: 5000}, Priority: 1},
-		{Name: "reader", Weight: 1, Replicas: 100, ThroughputPerReplica: 1, Profile: RequestProfile{InputTokens: 5000, OutputTokens: 2000}, Priority: 1},
+		{Name: "writer", Weight: 1, Replicas: 100, ThroughputPerReplica: 1, Profile: profile(2000, 5000), Priority: 1},
+		{Name: "reader", Weight: 1, Replicas: 100, ThroughputPerReplica: 1, Profile: profile(5000, 2000), Priority: 1},
 	}
 	low := Claim{Name: "batch", Weight: 1, Replicas: 100, ThroughputPerReplica: 1, Profile: high[0].Profile}
 	alone, err := FairShare(pool, high)
@@ -210,7 +210,7 @@ func TestFairSharePriorityFractions(t *testing.T) {
 	for range 1500 {
 		pool, claims := randomPool(rng)
 		for i := range claims {
-			claims[i].Profile = RequestProfile{}
+			claims[i].Profile = profile(0, 0)
 		}
 		got, err := FairShare(pool, claims)
 		if err != nil {
@@ -411,14 +411,11 @@ func randomPool(rng *rand.Rand) (Pool, []Claim) {
 			Weight:               int32(1 + rng.IntN(10)),
 			Replicas:             int32(rng.IntN(120)),
 			ThroughputPerReplica: float64(1+rng.IntN(600)) / 4,
-			Profile: RequestProfile{
-				InputTokens:  float64(rng.IntN(20_000)),
-				OutputTokens: float64(rng.IntN(4_000)),
-			},
-			Priority: int32(rng.IntN(4)) - 1,
+			Profile:              profile(float64(rng.IntN(20_000)), float64(rng.IntN(4_000))),
+			Priority:             int32(rng.IntN(4)) - 1,
 		}
 		if rng.IntN(5) == 0 {
-			c.Profile.InputTokens = 0
+			c.Profile[dimension.InputTokens] = 0
 		}
 		if rng.IntN(3) == 0 {
 			c.GuaranteedReplicas = int32(rng.IntN(30))
@@ -511,10 +508,10 @@ func fairShareBefore(pool Pool, claims []Claim) (PoolAllocation, error) {
 // balanced, so that members of one priority are bound by different token dimensions.
 func randomTokenPool(rng *rand.Rand) (Pool, []Claim) {
 	profiles := []RequestProfile{
-		{InputTokens: 2000, OutputTokens: 5000},
-		{InputTokens: 5000, OutputTokens: 2000},
-		{InputTokens: 3000, OutputTokens: 3000},
-		{InputTokens: 100, OutputTokens: 6000},
+		profile(2000, 5000),
+		profile(5000, 2000),
+		profile(3000, 3000),
+		profile(100, 6000),
 	}
 	pool := Pool{
 		Limits:          PerDimension{1_000_000, 20_000 + rng.Int64N(200_000), 20_000 + rng.Int64N(200_000)},

@@ -3,6 +3,8 @@ package loadtest
 import (
 	"maps"
 	"time"
+
+	"github.com/claudecap/claudecap/pkg/dimension"
 )
 
 // Report builds the run's report as of end (normally the moment the last
@@ -89,10 +91,10 @@ func (c *Collector) throughput(minutes float64, ok int64) Throughput {
 
 func (c *Collector) limitReport(t Throughput) map[Dimension]LimitObservation {
 	achieved := map[Dimension]float64{
-		DimRequests:     t.RequestsPerMinute,
-		DimInputTokens:  t.InputTokensPerMinute,
-		DimOutputTokens: t.OutputTokensPerMinute,
-		DimTokens:       t.InputTokensPerMinute + t.OutputTokensPerMinute,
+		DimensionOf(dimension.Requests):     t.RequestsPerMinute,
+		DimensionOf(dimension.InputTokens):  t.InputTokensPerMinute,
+		DimensionOf(dimension.OutputTokens): t.OutputTokensPerMinute,
+		DimTokens:                           t.InputTokensPerMinute + t.OutputTokensPerMinute,
 	}
 	out := make(map[Dimension]LimitObservation, len(c.limits))
 	for d, obs := range c.limits {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/claudecap/claudecap/pkg/dimension"
 )
 
 func near(got, want, tol float64) bool { return math.Abs(got-want) <= tol }
@@ -21,8 +23,8 @@ func collectorFixture() *Report {
 	t0 := time.Date(2026, 4, 1, 12, 0, 0, 0, time.UTC)
 	c := NewCollector(t0)
 	limits := RateLimitHeaders{
-		DimRequests:     {Limit: 50, Remaining: 40},
-		DimOutputTokens: {Limit: 8000, Remaining: 7000},
+		DimensionOf(dimension.Requests):     {Limit: 50, Remaining: 40},
+		DimensionOf(dimension.OutputTokens): {Limit: 8000, Remaining: 7000},
 	}
 	for i := range 10 {
 		intended := t0.Add(time.Duration(i) * 100 * time.Millisecond)
@@ -30,7 +32,7 @@ func collectorFixture() *Report {
 		c.Started(intended, start)
 		att := Attempt{Status: 200, RateLimit: limits, RetryAfter: -1}
 		if i == 9 {
-			att.RateLimit = RateLimitHeaders{DimRequests: {Limit: 50, Remaining: 3}}
+			att.RateLimit = RateLimitHeaders{DimensionOf(dimension.Requests): {Limit: 50, Remaining: 3}}
 		}
 		c.Record(Sample{Intended: intended, Start: start, End: intended.Add(time.Second), Outcome: Outcome{
 			Class:      ClassOK,
@@ -127,14 +129,14 @@ func TestCollectorLatencies(t *testing.T) {
 
 func TestCollectorRateLimits(t *testing.T) {
 	r := collectorFixture()
-	req := r.RateLimits[DimRequests]
+	req := r.RateLimits[DimensionOf(dimension.Requests)]
 	if req.Limit != 50 || req.MinRemaining != 3 || req.Responses != 10 || !near(req.Utilization, 450.0/50, 1e-9) {
 		t.Errorf("requests limit = %+v", req)
 	}
-	if out := r.RateLimits[DimOutputTokens]; out.MinRemaining != 7000 || out.Responses != 9 {
+	if out := r.RateLimits[DimensionOf(dimension.OutputTokens)]; out.MinRemaining != 7000 || out.Responses != 9 {
 		t.Errorf("output limit = %+v", out)
 	}
-	if _, ok := r.RateLimits[DimInputTokens]; ok {
+	if _, ok := r.RateLimits[DimensionOf(dimension.InputTokens)]; ok {
 		t.Error("a dimension never reported must be absent")
 	}
 }
@@ -211,7 +213,7 @@ func sampleReport(t *testing.T) *Report {
 		c.Started(at, at.Add(time.Millisecond))
 		c.Record(Sample{Intended: at, Start: at.Add(time.Millisecond), End: at.Add(time.Duration(100+i*10) * time.Millisecond), Outcome: Outcome{
 			Class:      class,
-			Attempts:   []Attempt{{Status: status, RetryAfter: -1, RateLimit: RateLimitHeaders{DimRequests: {Limit: 50, Remaining: int64(49 - i)}}}},
+			Attempts:   []Attempt{{Status: status, RetryAfter: -1, RateLimit: RateLimitHeaders{DimensionOf(dimension.Requests): {Limit: 50, Remaining: int64(49 - i)}}}},
 			Usage:      Usage{InputTokens: 10, OutputTokens: 5},
 			FirstToken: at.Add(30 * time.Millisecond),
 			LastToken:  at.Add(90 * time.Millisecond),

@@ -14,19 +14,21 @@ import (
 // anthropic-ratelimit-<dimension>-{limit,remaining,reset} headers.
 type Dimension string
 
-const (
-	// DimRequests is requests per minute.
-	DimRequests Dimension = "requests"
-	// DimInputTokens is input tokens per minute.
-	DimInputTokens Dimension = "input-tokens"
-	// DimOutputTokens is output tokens per minute.
-	DimOutputTokens Dimension = "output-tokens"
-	// DimTokens is the most restrictive token limit in effect.
-	DimTokens Dimension = dimension.CombinedTokensHeader
-)
+// DimensionOf returns the Dimension of a limited dimension: its header part ("output-tokens").
+func DimensionOf(d dimension.Dimension) Dimension { return Dimension(d.Info().Header) }
 
-// AllDimensions lists the dimensions in report order.
-var AllDimensions = []Dimension{DimRequests, DimInputTokens, DimOutputTokens, DimTokens}
+// DimTokens is the most restrictive token limit in effect: the API's combined token bucket,
+// reported beside the limited dimensions.
+const DimTokens Dimension = dimension.CombinedTokensHeader
+
+// AllDimensions lists the dimensions in report order: the table's, then DimTokens.
+var AllDimensions = func() []Dimension {
+	all := make([]Dimension, 0, dimension.Count+1)
+	for _, d := range dimension.All() {
+		all = append(all, DimensionOf(d))
+	}
+	return append(all, DimTokens)
+}()
 
 // Bucket is one dimension's header values on one response. A value of -1
 // means the header was absent or unreadable.
@@ -55,7 +57,7 @@ func ParseRateLimitHeaders(h http.Header) RateLimitHeaders {
 		out[d] = Bucket{Limit: v.Limit, Remaining: v.Remaining}
 	}
 	for d, v := range parsed.ByDimension {
-		keep(Dimension(dimension.Dimension(d).Info().Header), v)
+		keep(DimensionOf(dimension.Dimension(d)), v)
 	}
 	keep(DimTokens, parsed.CombinedTokens)
 	return out

@@ -8,6 +8,8 @@ import (
 	"io"
 	"math"
 	"time"
+
+	"github.com/claudecap/claudecap/pkg/dimension"
 )
 
 //go:embed report.html.tmpl
@@ -168,14 +170,14 @@ func (r *Report) charts() []*chart {
 		{name: "p99", color: "#c62828", ys: p99},
 	})
 	reqLines := []series{{name: "requests/min" + mean, color: "#1565c0", ys: rpm}}
-	reqLines = r.appendLimit(reqLines, DimRequests, "RPM limit", "#1565c0", n)
+	reqLines = r.appendLimit(reqLines, DimensionOf(dimension.Requests), "RPM limit", "#1565c0", n)
 	requests := lineChart("requests", "Requests per minute vs the limit in the headers", "req/min", mids, xMax, reqLines)
 	tokLines := []series{
 		{name: "input tok/min" + mean, color: "#00838f", ys: itpm},
 		{name: "output tok/min" + mean, color: "#8e24aa", ys: otpm},
 	}
-	tokLines = r.appendLimit(tokLines, DimInputTokens, "ITPM limit", "#00838f", n)
-	tokLines = r.appendLimit(tokLines, DimOutputTokens, "OTPM limit", "#8e24aa", n)
+	tokLines = r.appendLimit(tokLines, DimensionOf(dimension.InputTokens), "ITPM limit", "#00838f", n)
+	tokLines = r.appendLimit(tokLines, DimensionOf(dimension.OutputTokens), "OTPM limit", "#8e24aa", n)
 	tokens := lineChart("tokens", "Tokens per minute vs the limits in the headers", "tok/min", mids, xMax, tokLines)
 
 	stacks := make([]series, 0, len(AllClasses))

@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/claudecap/claudecap/pkg/dimension"
 )
 
 func TestHTMLReportHasInlineCharts(t *testing.T) {
@@ -116,7 +118,7 @@ func TestChartLabelsStayInside(t *testing.T) {
 	}
 	assertLabelsInside(t, stackedBarChart("status", "t", "req/s", []float64{0, 1}, []float64{1, 1}, 2, stacks))
 	r := sampleReport(t)
-	for _, d := range []Dimension{DimRequests, DimInputTokens, DimOutputTokens} {
+	for _, d := range []Dimension{DimensionOf(dimension.Requests), DimensionOf(dimension.InputTokens), DimensionOf(dimension.OutputTokens)} {
 		r.RateLimits[d] = LimitObservation{Limit: 1000}
 	}
 	for _, c := range r.charts() {

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/claudecap/claudecap/pkg/dimension"
+
 	"github.com/claudecap/claudecap/pkg/mockapi"
 )
 
@@ -51,7 +53,7 @@ func TestAgainstMockTier1(t *testing.T) {
 	if ok := float64(rep.Requests.Succeeded); ok < 50 || ok > 50+refill+1 {
 		t.Fatalf("%v requests admitted in %.1fs, the bucket allows 50 + %.1f", ok, rep.DurationSeconds, refill)
 	}
-	reqLimit := rep.RateLimits[DimRequests]
+	reqLimit := rep.RateLimits[DimensionOf(dimension.Requests)]
 	if reqLimit.Limit != 50 || reqLimit.MinRemaining != 0 {
 		t.Fatalf("requests limit observation %+v, want limit 50 drained to 0", reqLimit)
 	}

@@ -20,9 +20,9 @@ func TestParseRateLimitHeaders(t *testing.T) {
 	h.Set("anthropic-ratelimit-tokens-remaining", "96000")
 	got := ParseRateLimitHeaders(h)
 	want := RateLimitHeaders{
-		DimRequests:     {Limit: 1000, Remaining: 999},
-		DimOutputTokens: {Limit: 16000, Remaining: -1},
-		DimTokens:       {Limit: -1, Remaining: 96000},
+		DimensionOf(dimension.Requests):     {Limit: 1000, Remaining: 999},
+		DimensionOf(dimension.OutputTokens): {Limit: 16000, Remaining: -1},
+		DimTokens:                           {Limit: -1, Remaining: 96000},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("got %v, want %v", got, want)

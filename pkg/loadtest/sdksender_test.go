@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/claudecap/claudecap/pkg/dimension"
+
 	"github.com/anthropics/anthropic-sdk-go/v2"
 )
 
@@ -57,12 +59,12 @@ func TestNonStreamingUsageAndHeaders(t *testing.T) {
 	if rep.Tokens.Output != 35 || rep.Latency.TimeToFirstToken.Count != 0 {
 		t.Fatalf("tokens %+v ttft %+v", rep.Tokens, rep.Latency.TimeToFirstToken)
 	}
-	req := rep.RateLimits[DimRequests]
+	req := rep.RateLimits[DimensionOf(dimension.Requests)]
 	// The server counts down from 999 for request 0; request 4 sees 995.
 	if req.Limit != 1000 || req.MinRemaining != 995 || req.Responses != 5 {
 		t.Fatalf("requests limit observation %+v", req)
 	}
-	if in := rep.RateLimits[DimInputTokens]; in.Limit != 30000 || in.MinRemaining != 29000 {
+	if in := rep.RateLimits[DimensionOf(dimension.InputTokens)]; in.Limit != 30000 || in.MinRemaining != 29000 {
 		t.Fatalf("input-tokens observation %+v", in)
 	}
 	api.mu.Lock()

@@ -6,6 +6,7 @@ import (
 	"math"
 
 	"github.com/claudecap/claudecap/pkg/capacity"
+	"github.com/claudecap/claudecap/pkg/dimension"
 )
 
 // OTPMMode is how output tokens are charged against the output-tokens-per-
@@ -49,8 +50,27 @@ type Limits struct {
 	OutputTokensPerMinute int64 `json:"output_tokens_per_minute"`
 }
 
+// LimitsOf returns the limits whose Amounts are a. With Amounts it is the one place the
+// config's named fields meet the dimension table.
+func LimitsOf(a dimension.Amounts) Limits {
+	return Limits{
+		RequestsPerMinute:     a[dimension.Requests],
+		InputTokensPerMinute:  a[dimension.InputTokens],
+		OutputTokensPerMinute: a[dimension.OutputTokens],
+	}
+}
+
+// Amounts returns the limits per dimension.
+func (l Limits) Amounts() dimension.Amounts {
+	return dimension.Amounts{
+		dimension.Requests:     l.RequestsPerMinute,
+		dimension.InputTokens:  l.InputTokensPerMinute,
+		dimension.OutputTokens: l.OutputTokensPerMinute,
+	}
+}
+
 func (l Limits) validate() error {
-	for _, v := range [...]int64{l.RequestsPerMinute, l.InputTokensPerMinute, l.OutputTokensPerMinute} {
+	for _, v := range l.Amounts() {
 		if v < 0 || v > MaxLimit {
 			return fmt.Errorf("limit %d is outside 0..%d", v, int64(MaxLimit))
 		}
@@ -256,9 +276,5 @@ func (c *Config) limitsFor(class capacity.ModelClass) (Limits, error) {
 	if err != nil {
 		return Limits{}, fmt.Errorf("limits of model class %s: %w", class, err)
 	}
-	return Limits{
-		RequestsPerMinute:     tl.RequestsPerMinute,
-		InputTokensPerMinute:  tl.InputTokensPerMinute,
-		OutputTokensPerMinute: tl.OutputTokensPerMinute,
-	}, nil
+	return LimitsOf(tl.Amounts()), nil
 }

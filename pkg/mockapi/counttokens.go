@@ -1,6 +1,10 @@
 package mockapi
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/claudecap/claudecap/pkg/dimension"
+)
 
 // countTokensLimiter is the separate requests-per-minute bucket of
 // /v1/messages/count_tokens, shared by every model.
@@ -23,7 +27,7 @@ func (l *countTokensLimiter) admit(now int64) verdict {
 	if v.admitted {
 		l.b.take(1)
 	} else {
-		v.refusedBy = DimRequests
+		v.refusedBy = DimensionOf(dimension.Requests)
 		v.retryAfter = max(1, ceilDiv(l.b.waitMicros(1), 1_000_000))
 	}
 	v.state = limitState{now: now, req: dimState{limit: l.limit, remaining: l.b.remaining(), fullMicros: l.b.untilFullMicros()}}

@@ -3,21 +3,28 @@ package mockapi
 import (
 	"fmt"
 	"sync"
+
+	"github.com/claudecap/claudecap/pkg/dimension"
 )
 
 // Dimension names what a rate-limit refusal was about.
 type Dimension string
 
-// The dimensions a request can be refused on.
-const (
-	DimRequests     Dimension = "requests"
-	DimInputTokens  Dimension = "input_tokens"
-	DimOutputTokens Dimension = "output_tokens"
-	DimAcceleration Dimension = "acceleration"
-)
+// DimensionOf returns the Dimension of a limited dimension: its table Field ("output_tokens").
+func DimensionOf(d dimension.Dimension) Dimension { return Dimension(d.Info().Field) }
 
-// dimensions lists them in the order they are checked and reported.
-var dimensions = [...]Dimension{DimRequests, DimInputTokens, DimOutputTokens, DimAcceleration}
+// DimAcceleration is a refusal by the acceleration limit, which is no limited dimension.
+const DimAcceleration Dimension = "acceleration"
+
+// dimensions lists what a request can be refused on, in the order they are checked and
+// reported: the table's dimensions, then acceleration.
+var dimensions = func() []Dimension {
+	all := make([]Dimension, 0, dimension.Count+1)
+	for _, d := range dimension.All() {
+		all = append(all, DimensionOf(d))
+	}
+	return append(all, DimAcceleration)
+}()
 
 // dimIndex returns d's place in dimensions. It panics for a dimension not in
 // the list: counting it as another would misreport the mock's refusals.
@@ -90,8 +97,8 @@ type classLimiter struct {
 // classUsage are the statistics of one class.
 type classUsage struct {
 	admitted      int64
-	refused       [len(dimensions)]int64
-	inputTokens   int64 // uncached input
+	refused       [dimension.Count + 1]int64 // indexed like dimensions
+	inputTokens   int64                      // uncached input
 	cacheCreation int64
 	cacheRead     int64
 	outputTokens  int64
@@ -135,15 +142,15 @@ func (l *classLimiter) admit(now int64, c charge) verdict {
 	defer l.mu.Unlock()
 	l.refill(now)
 	if l.limits.RequestsPerMinute > 0 && !l.req.has(1) {
-		refuse(DimRequests, l.req.waitMicros(1))
+		refuse(DimensionOf(dimension.Requests), l.req.waitMicros(1))
 	}
 	if l.limits.InputTokensPerMinute > 0 {
 		switch {
 		case input > l.limits.InputTokensPerMinute:
 			v.oversized = true
-			refuse(DimInputTokens, l.input.untilFullMicros())
+			refuse(DimensionOf(dimension.InputTokens), l.input.untilFullMicros())
 		case !l.input.has(input):
-			refuse(DimInputTokens, l.input.waitMicros(input))
+			refuse(DimensionOf(dimension.InputTokens), l.input.waitMicros(input))
 		}
 	}
 	if l.limits.OutputTokensPerMinute > 0 {
@@ -153,7 +160,7 @@ func (l *classLimiter) admit(now int64, c charge) verdict {
 			need = max(v.reserved, 1)
 		}
 		if !l.output.has(need) {
-			refuse(DimOutputTokens, l.output.waitMicros(need))
+			refuse(DimensionOf(dimension.OutputTokens), l.output.waitMicros(need))
 		}
 	}
 	if l.accel.Enabled {

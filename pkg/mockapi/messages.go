@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+
+	"github.com/claudecap/claudecap/pkg/dimension"
 )
 
 // usage is the usage object of a message.
@@ -106,14 +108,14 @@ func (s *Server) handleMessages(rc *requestContext) {
 // rateLimitMessage explains a 429 in the API's manner, naming the limit.
 func rateLimitMessage(v *verdict, l *classLimiter, m *modelInfo, c charge) string {
 	switch v.refusedBy {
-	case DimRequests:
+	case DimensionOf(dimension.Requests):
 		return fmt.Sprintf("This request would exceed your organization's rate limit of %d requests per minute (model class %s). Please retry after %d seconds.", l.limits.RequestsPerMinute, m.class, v.retryAfter)
-	case DimInputTokens:
+	case DimensionOf(dimension.InputTokens):
 		if v.oversized {
 			return fmt.Sprintf("This request's %d input tokens exceed your organization's rate limit of %d input tokens per minute (model class %s) on their own; it can never be admitted. Reduce the prompt size or raise the limit.", c.itpm(), l.limits.InputTokensPerMinute, m.class)
 		}
 		return fmt.Sprintf("This request would exceed your organization's rate limit of %d input tokens per minute (model class %s). Please retry after %d seconds.", l.limits.InputTokensPerMinute, m.class, v.retryAfter)
-	case DimOutputTokens:
+	case DimensionOf(dimension.OutputTokens):
 		return fmt.Sprintf("This request would exceed your organization's rate limit of %d output tokens per minute (model class %s). Please retry after %d seconds.", l.limits.OutputTokensPerMinute, m.class, v.retryAfter)
 	default:
 		return fmt.Sprintf("Your organization's traffic to model class %s is rising too fast (acceleration limit). Please ramp up gradually and retry after %d seconds.", m.class, v.retryAfter)

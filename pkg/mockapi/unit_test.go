@@ -226,7 +226,7 @@ func TestDimIndexRefusesUnknownDimensions(t *testing.T) {
 // The mock's refusal names of the limited dimensions are the table's field names.
 func TestRefusalNamesFollowTheDimensionTable(t *testing.T) {
 	for d, want := range map[dimension.Dimension]Dimension{
-		dimension.Requests: DimRequests, dimension.InputTokens: DimInputTokens, dimension.OutputTokens: DimOutputTokens,
+		dimension.Requests: DimensionOf(dimension.Requests), dimension.InputTokens: DimensionOf(dimension.InputTokens), dimension.OutputTokens: DimensionOf(dimension.OutputTokens),
 	} {
 		if got := Dimension(d.Info().Field); got != want {
 			t.Errorf("%s is refused as %q, want the table's %q", d, want, got)

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/claudecap/claudecap/pkg/capacity"
+	"github.com/claudecap/claudecap/pkg/dimension"
 )
 
 // The release every render test uses, as in the install instructions.
@@ -271,7 +272,7 @@ func TestAllFeaturesRender(t *testing.T) {
 	g.Expect(model.Class).To(Equal(capacity.ModelClass("sonnet-4")))
 	limits, err := catalog.Limits("sonnet-4", "tier-2")
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(limits.RequestsPerMinute).To(Equal(int64(1200)))
+	g.Expect(limits[dimension.Requests]).To(Equal(int64(1200)))
 	t.Logf("checked: all-features render (%d objects) is wired together; the mounted catalog parses and overrides tier-2 Sonnet", len(objs))
 }
 
