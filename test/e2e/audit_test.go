@@ -127,6 +127,13 @@ func grantsOf(ctx context.Context, t *testing.T, kube client.Client, namespace, 
 		}
 		return out
 	}
+	clusterRole := func(roleName string) []rbacv1.PolicyRule {
+		cr := &rbacv1.ClusterRole{}
+		if err := kube.Get(ctx, client.ObjectKey{Name: roleName}, cr); err != nil {
+			t.Fatalf("a binding names ClusterRole %s: %v", roleName, err)
+		}
+		return cr.Rules
+	}
 	var grants []grant
 	var crbs rbacv1.ClusterRoleBindingList
 	if err := kube.List(ctx, &crbs); err != nil {
@@ -136,11 +143,7 @@ func grantsOf(ctx context.Context, t *testing.T, kube client.Client, namespace, 
 		if !subject(b.Subjects) {
 			continue
 		}
-		cr := &rbacv1.ClusterRole{}
-		if err := kube.Get(ctx, client.ObjectKey{Name: b.RoleRef.Name}, cr); err != nil {
-			t.Fatalf("ClusterRoleBinding %s names ClusterRole %s: %v", b.Name, b.RoleRef.Name, err)
-		}
-		grants = append(grants, expand("ClusterRole/"+cr.Name, "", cr.Rules)...)
+		grants = append(grants, expand("ClusterRole/"+b.RoleRef.Name, "", clusterRole(b.RoleRef.Name))...)
 	}
 	var rbs rbacv1.RoleBindingList
 	if err := kube.List(ctx, &rbs); err != nil {
@@ -153,11 +156,7 @@ func grantsOf(ctx context.Context, t *testing.T, kube client.Client, namespace, 
 		var rules []rbacv1.PolicyRule
 		role := "Role/" + b.Namespace + "/" + b.RoleRef.Name
 		if b.RoleRef.Kind == "ClusterRole" {
-			cr := &rbacv1.ClusterRole{}
-			if err := kube.Get(ctx, client.ObjectKey{Name: b.RoleRef.Name}, cr); err != nil {
-				t.Fatal(err)
-			}
-			rules, role = cr.Rules, "ClusterRole/"+cr.Name+" in "+b.Namespace
+			rules, role = clusterRole(b.RoleRef.Name), "ClusterRole/"+b.RoleRef.Name+" in "+b.Namespace
 		} else {
 			r := &rbacv1.Role{}
 			if err := kube.Get(ctx, client.ObjectKey{Namespace: b.Namespace, Name: b.RoleRef.Name}, r); err != nil {
